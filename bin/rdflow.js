@@ -1,0 +1,6 @@
+#!/usr/bin/env node
+// The `rdflow` command: TypeScript sources run through tsx's loader, so there is no build step.
+import { register } from 'tsx/esm/api';
+
+register();
+await import('../server/cli.ts');
