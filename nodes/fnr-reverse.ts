@@ -1,0 +1,16 @@
+// FNRReverse: frame-level noise reversal, the first half of VidRD's next-clip noise: frames reversed.
+import { defineNode, input, output } from '../server/engine/define.ts';
+import type { Tensor } from './lib/tensor-type.ts';
+import { flipFrames } from './lib/vidrd.ts';
+
+export const fnrReverseNode = defineNode({
+  name: 'FNRReverse',
+  displayName: 'FNR Reverse',
+  category: 'rdflow/vidrd',
+  description: 'Reverses the frame axis of a noise latent (VidRD frame-level noise reversal).',
+  inputs: { required: { noise: input.link<Tensor>('NOISE') } },
+  outputs: [output<Tensor>('NOISE')],
+  run({ noise }) {
+    return { outputs: [flipFrames(noise)] };
+  },
+});

@@ -1,0 +1,31 @@
+// VAEDecode: a clip's latent → its frames as IMAGE [F, H, W, 3]; previews the decoded clip at once
+// (a PNG frame strip), so each clip of a long video is seen as soon as it exists.
+import { defineNode, input, output } from '../server/engine/define.ts';
+import type { VaeDecoderModel } from '../server/runtime/types.ts';
+import type { Tensor } from './lib/tensor-type.ts';
+import { frameStrip } from './lib/video/index.ts';
+
+export const vaeDecodeNode = defineNode({
+  name: 'VAEDecode',
+  displayName: 'VAE Decode',
+  category: 'rdflow/latent',
+  description: 'Decodes a latent video [B,4,F,h,w] into frames [B·F, H, W, 3] in [0, 1].',
+  inputs: {
+    required: {
+      vae: input.link<VaeDecoderModel>('VAE'),
+      latent: input.link<Tensor>('LATENT'),
+    },
+    optional: {
+      frames_per_batch: input.int({ default: 8, min: 1, max: 1024, tooltip: 'Frames decoded per VAE call.' }),
+    },
+  },
+  outputs: [output<Tensor>('IMAGE')],
+  async run({ vae, latent, frames_per_batch }, ctx) {
+    if (latent.shape.length !== 5) {
+      throw new Error(`input "latent": expected [B,C,F,h,w], got shape [${latent.shape.join(', ')}]`);
+    }
+    const images = await vae.decode(latent, frames_per_batch ?? 8, ctx.signal);
+    ctx.preview({ format: 'png', data: frameStrip(images) });
+    return { outputs: [images] };
+  },
+});

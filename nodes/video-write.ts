@@ -1,0 +1,106 @@
+// VideoWrite: appends each decoded clip to one video file as it arrives. Inside a loop body it runs
+// once per iteration: the writer opens on the first call (kept in ctx.state), every clip is piped to
+// the encoder, and the last iteration finishes the file (temp name → final name). A failed or
+// interrupted run aborts the writer, so no partial file is left behind.
+import path from 'node:path';
+import { defineNode, input, type RunContext, type UiOutput } from '../server/engine/define.ts';
+import type { Tensor } from './lib/tensor-type.ts';
+import { openVideoWriter, resolveOutputPath, type VideoWriter } from './lib/video/index.ts';
+
+export const VIDEO_FORMATS = ['mp4', 'gif', 'webp', 'png'] as const;
+export type VideoFormat = (typeof VIDEO_FORMATS)[number];
+
+/** Mime-like labels as ComfyUI video nodes report them to clients. */
+const FORMAT_LABEL: Record<VideoFormat, string> = {
+  mp4: 'video/h264-mp4',
+  gif: 'image/gif',
+  webp: 'image/webp',
+  png: 'image/png',
+};
+
+interface WriterState {
+  writer: VideoWriter;
+  /** Finished or aborted: nothing is left to clean up. */
+  closed: boolean;
+  frames: number;
+}
+
+const STATE_KEY = 'videoWriter';
+
+function isVideoFormat(v: string): v is VideoFormat {
+  return (VIDEO_FORMATS as readonly string[]).includes(v);
+}
+
+/** ComfyUI's file entry for one written file: name and folder relative to the output directory. */
+function fileEntry(outputDir: string, file: string, format: VideoFormat): Record<string, string> {
+  const rel = path.relative(outputDir, file).split(path.sep).join('/');
+  const slash = rel.lastIndexOf('/');
+  return {
+    filename: rel.slice(slash + 1),
+    subfolder: slash < 0 ? '' : rel.slice(0, slash),
+    type: 'output',
+    format: FORMAT_LABEL[format],
+  };
+}
+
+function openState(ctx: RunContext, format: VideoFormat, fps: number, prefix: string): WriterState {
+  const target = resolveOutputPath(ctx.paths.output, prefix, format);
+  const state: WriterState = {
+    writer: openVideoWriter({ format, fps, path: target }),
+    closed: false,
+    frames: 0,
+  };
+  // Whatever ends the run before the last clip (error, interrupt) deletes the temp files.
+  ctx.onRunEnd(async () => {
+    if (state.closed) return;
+    state.closed = true;
+    await state.writer.abort();
+  });
+  return state;
+}
+
+export const videoWriteNode = defineNode({
+  name: 'VideoWrite',
+  displayName: 'Video Write',
+  category: 'rdflow/output',
+  description:
+    'Writes frames to MP4 (H.264), GIF, animated WebP or PNG frames under the output folder; in a loop, clip by clip into one file.',
+  inputs: {
+    required: {
+      images: input.link<Tensor>('IMAGE'),
+      fps: input.int({ default: 4, min: 1, max: 60 }),
+      format: input.combo(VIDEO_FORMATS, { default: 'mp4' }),
+      filename_prefix: input.string({
+        default: 'rdflow',
+        tooltip: 'May contain a subfolder: "videos/rdflow".',
+      }),
+    },
+  },
+  outputs: [],
+  outputNode: true,
+  async run({ images, fps, format, filename_prefix }, ctx) {
+    if (!isVideoFormat(format)) throw new Error(`input "format": unknown format "${format}"`);
+    let state = ctx.state[STATE_KEY] as WriterState | undefined;
+    if (state === undefined) {
+      state = openState(ctx, format, fps, filename_prefix);
+      ctx.state[STATE_KEY] = state;
+    }
+    await state.writer.write(images);
+    state.frames += images.shape[0];
+
+    const loop = ctx.loop;
+    if (loop !== undefined && loop.iteration < loop.iterations - 1) {
+      ctx.emitUi({
+        clips: [{ iteration: loop.iteration, iterations: loop.iterations, frames: state.frames }],
+      });
+      return { outputs: [] };
+    }
+    const files = await state.writer.finish();
+    state.closed = true;
+    const ui: UiOutput = {
+      images: files.map((f) => fileEntry(ctx.paths.output, f, format)),
+      animated: [format !== 'png'],
+    };
+    return { outputs: [], ui };
+  },
+});

@@ -1,0 +1,78 @@
+// Independent re-statements of the spec used as test oracles: plain DDIM with classifier-free
+// guidance (vidrd.md "Scheduler: DDIM as diffusers defines it", eta = 0), in float64 loops.
+import type { Tensor } from '../../nodes/lib/tensor-type.ts';
+
+/** scheduler_config.json of SD 2.1-base, the spec's defaults. */
+export const SD_SCHEDULER_CONFIG: Record<string, unknown> = {
+  _class_name: 'DDIMScheduler',
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  num_train_timesteps: 1000,
+  prediction_type: 'epsilon',
+  set_alpha_to_one: false,
+  steps_offset: 1,
+  clip_sample: false,
+  timestep_spacing: 'leading',
+};
+
+function alphasCumprod(cfg: Record<string, unknown>): number[] {
+  const T = Number(cfg.num_train_timesteps ?? 1000);
+  const b0 = Math.sqrt(Number(cfg.beta_start));
+  const b1 = Math.sqrt(Number(cfg.beta_end));
+  const out: number[] = [];
+  let prod = 1;
+  for (let i = 0; i < T; i++) {
+    const beta = (b0 + ((b1 - b0) * i) / (T - 1)) ** 2;
+    prod *= 1 - beta;
+    out.push(prod);
+  }
+  return out;
+}
+
+export type Predict = (sample: Tensor, t: number, hidden: Tensor) => Promise<Tensor>;
+
+/**
+ * Plain DDIM (eta = 0, epsilon prediction, "leading" spacing) with guidance
+ * e = e_u + w·(e_c - e_u), each branch a separate batch-1 call. Only for batch size 1.
+ */
+export async function plainDdim(o: {
+  noise: Tensor;
+  positive: Tensor;
+  negative: Tensor;
+  steps: number;
+  cfg: number;
+  config: Record<string, unknown>;
+  predict: Predict;
+}): Promise<Float64Array> {
+  const ac = alphasCumprod(o.config);
+  const T = ac.length;
+  const ratio = Math.floor(T / o.steps);
+  const offset = Number(o.config.steps_offset ?? 0);
+  let z = Float64Array.from(o.noise.data);
+  for (let i = 0; i < o.steps; i++) {
+    const t = (o.steps - 1 - i) * ratio + offset;
+    const prev = t - ratio;
+    const aT = ac[t];
+    const aPrev = prev >= 0 ? ac[prev] : o.config.set_alpha_to_one ? 1 : ac[0];
+    const sample: Tensor = { data: Float32Array.from(z), shape: o.noise.shape };
+    const eU = await o.predict(sample, t, o.negative);
+    const eC = await o.predict(sample, t, o.positive);
+    const next = new Float64Array(z.length);
+    for (let k = 0; k < z.length; k++) {
+      const e = eU.data[k] + o.cfg * (eC.data[k] - eU.data[k]);
+      const x0 = (z[k] - Math.sqrt(1 - aT) * e) / Math.sqrt(aT);
+      next[k] = Math.sqrt(aPrev) * x0 + Math.sqrt(1 - aPrev) * e;
+    }
+    z = next;
+  }
+  return z;
+}
+
+/** Largest |a - b| over two equally long arrays. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} ≠ ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
