@@ -6,6 +6,7 @@ import { defineNode, input } from '../server/engine/define.ts';
 import { writeNpy } from './lib/npy.ts';
 import type { Tensor } from './lib/tensor-type.ts';
 import { resolveOutputPath } from './lib/video/index.ts';
+import { prefixIssues } from './video-write.ts';
 
 export const saveLatentNode = defineNode({
   name: 'SaveLatent',
@@ -20,23 +21,22 @@ export const saveLatentNode = defineNode({
   },
   outputs: [],
   outputNode: true,
+  validate(inputs) {
+    return prefixIssues(inputs.filename_prefix);
+  },
   async run({ latent, filename_prefix }, ctx) {
-    const file = resolveOutputPath(ctx.paths.output, filename_prefix, 'npy');
-    const tmp = `${file}.tmp`;
+    const target = resolveOutputPath(ctx.paths.output, filename_prefix, 'npy');
+    // Hidden temp name that the counter still sees (.name_NNNNN.tmp-*.npy), so parallel runs differ.
+    const stem = target.filename.slice(0, -'.npy'.length);
+    const tmp = path.join(path.dirname(target.path), `.${stem}.tmp-${process.pid}.npy`);
     try {
       await writeFile(tmp, writeNpy(latent, 'float32'));
-      await rename(tmp, file);
+      await rename(tmp, target.path);
     } catch (e) {
       await rm(tmp, { force: true });
       throw e;
     }
-    const rel = path.relative(ctx.paths.output, file).split(path.sep).join('/');
-    const slash = rel.lastIndexOf('/');
-    const entry = {
-      filename: rel.slice(slash + 1),
-      subfolder: slash < 0 ? '' : rel.slice(0, slash),
-      type: 'output',
-    };
+    const entry = { filename: target.filename, subfolder: target.subfolder, type: 'output' };
     return { outputs: [], ui: { latents: [entry] } };
   },
 });

@@ -1,14 +1,19 @@
 // VideoWrite: appends each decoded clip to one video file as it arrives. Inside a loop body it runs
 // once per iteration: the writer opens on the first call (kept in ctx.state), every clip is piped to
-// the encoder, and the last iteration finishes the file (temp name → final name). A failed or
-// interrupted run aborts the writer, so no partial file is left behind.
+// the encoder, and the last iteration finishes the file (temp name → final name). A run that ends
+// any other way aborts the writer, so no partial file is left behind.
 import path from 'node:path';
 import { defineNode, input, type RunContext, type UiOutput } from '../server/engine/define.ts';
 import type { Tensor } from './lib/tensor-type.ts';
-import { openVideoWriter, resolveOutputPath, type VideoWriter } from './lib/video/index.ts';
-
-export const VIDEO_FORMATS = ['mp4', 'gif', 'webp', 'png'] as const;
-export type VideoFormat = (typeof VIDEO_FORMATS)[number];
+import {
+  checkFilenamePrefix,
+  openVideoWriter,
+  resolveOutputPath,
+  validateVideoOptions,
+  VIDEO_FORMATS,
+  type VideoFormat,
+  type VideoWriter,
+} from './lib/video/index.ts';
 
 /** Mime-like labels as ComfyUI video nodes report them to clients. */
 const FORMAT_LABEL: Record<VideoFormat, string> = {
@@ -22,13 +27,23 @@ interface WriterState {
   writer: VideoWriter;
   /** Finished or aborted: nothing is left to clean up. */
   closed: boolean;
-  frames: number;
 }
 
 const STATE_KEY = 'videoWriter';
 
 function isVideoFormat(v: string): v is VideoFormat {
   return (VIDEO_FORMATS as readonly string[]).includes(v);
+}
+
+/** A bad filename_prefix (absolute, "..", empty) is reported before anything runs. */
+export function prefixIssues(prefix: string | undefined): { input: string; message: string }[] {
+  if (prefix === undefined) return [];
+  try {
+    checkFilenamePrefix(prefix);
+    return [];
+  } catch (e) {
+    return [{ input: 'filename_prefix', message: e instanceof Error ? e.message : String(e) }];
+  }
 }
 
 /** ComfyUI's file entry for one written file: name and folder relative to the output directory. */
@@ -43,14 +58,19 @@ function fileEntry(outputDir: string, file: string, format: VideoFormat): Record
   };
 }
 
-function openState(ctx: RunContext, format: VideoFormat, fps: number, prefix: string): WriterState {
+function openState(
+  ctx: RunContext,
+  format: VideoFormat,
+  fps: number,
+  prefix: string,
+  images: Tensor,
+): WriterState {
+  const [, height, width] = images.shape;
+  const problems = validateVideoOptions({ format, fps, width, height });
+  if (problems.length > 0) throw new Error(`input "images": ${problems.join('; ')}`);
   const target = resolveOutputPath(ctx.paths.output, prefix, format);
-  const state: WriterState = {
-    writer: openVideoWriter({ format, fps, path: target }),
-    closed: false,
-    frames: 0,
-  };
-  // Whatever ends the run before the last clip (error, interrupt) deletes the temp files.
+  const state: WriterState = { writer: openVideoWriter({ format, fps, path: target }), closed: false };
+  // Whatever ends the run before the last clip is written (error, interrupt) deletes the temp files.
   ctx.onRunEnd(async () => {
     if (state.closed) return;
     state.closed = true;
@@ -78,20 +98,29 @@ export const videoWriteNode = defineNode({
   },
   outputs: [],
   outputNode: true,
+  validate(inputs) {
+    const issues = prefixIssues(inputs.filename_prefix);
+    if (inputs.format !== undefined && inputs.fps !== undefined) {
+      for (const message of validateVideoOptions({ format: inputs.format, fps: inputs.fps })) {
+        issues.push({ input: message.startsWith('fps') ? 'fps' : 'format', message });
+      }
+    }
+    return issues;
+  },
   async run({ images, fps, format, filename_prefix }, ctx) {
     if (!isVideoFormat(format)) throw new Error(`input "format": unknown format "${format}"`);
     let state = ctx.state[STATE_KEY] as WriterState | undefined;
     if (state === undefined) {
-      state = openState(ctx, format, fps, filename_prefix);
+      state = openState(ctx, format, fps, filename_prefix, images);
       ctx.state[STATE_KEY] = state;
     }
     await state.writer.write(images);
-    state.frames += images.shape[0];
 
     const loop = ctx.loop;
     if (loop !== undefined && loop.iteration < loop.iterations - 1) {
+      // The canvas shows how far the video has come; the file itself appears on the last clip.
       ctx.emitUi({
-        clips: [{ iteration: loop.iteration, iterations: loop.iterations, frames: state.frames }],
+        clips: [{ iteration: loop.iteration, iterations: loop.iterations, frames: state.writer.frames }],
       });
       return { outputs: [] };
     }

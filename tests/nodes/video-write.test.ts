@@ -85,4 +85,22 @@ describe('VideoWrite', () => {
     expect(await listFilesRecursive(paths.output)).toEqual(before);
     expect(existsSync(path.join(paths.output, 'cut'))).toBe(false);
   });
+
+  it('rejects a prefix leaving the output folder and an fps out of range before running', async () => {
+    const issues = await videoWriteNode.validate?.(
+      { fps: 0, format: 'mp4', filename_prefix: '../escape' },
+      { paths },
+    );
+    expect(issues?.map((i) => i.input).sort()).toEqual(['filename_prefix', 'fps']);
+  });
+
+  it('refuses odd frame sizes for MP4 with a message naming the input, writing nothing', async () => {
+    const before = await listFilesRecursive(paths.output);
+    const rc = makeContext(paths);
+    await expect(
+      videoWriteNode.run({ images: clip(2, 15, 0), fps: 4, format: 'mp4', filename_prefix: 'odd' }, rc.ctx),
+    ).rejects.toThrow(/images.*even/);
+    await rc.endRun({ ok: false, error: new Error('failed'), interrupted: false });
+    expect(await listFilesRecursive(paths.output)).toEqual(before);
+  });
 });
