@@ -1,0 +1,520 @@
+// Runs a validated plan: output nodes pull what they need (each node once per scope), unchanged
+// nodes come from the caches, loop bodies run once per iteration with carried values, and every
+// step is reported as an EngineEvent.
+import type { AnyNodeDef, LoopPosition, NodePaths, RunContext, RunOutcome, UiOutput } from './define.ts';
+import { inputEntries, type Graph, type GraphNode } from './graph.ts';
+import type { Plan, Step } from './plan.ts';
+import type { Registry } from './registry.ts';
+import { literalSignature, nodeSignature, type MemoryCache, type SpillCache } from './cache.ts';
+import type { EngineEvent, RunResultSummary } from './types.ts';
+
+interface Slot {
+  nodeId: string;
+  node: GraphNode;
+  def: AnyNodeDef;
+  sig: string;
+  /** Dropped once the slot's values are materialized for the next iteration (no history chain). */
+  inputs?: Record<string, Ref>;
+  values?: unknown[];
+  inBody: boolean;
+  loop?: LoopPosition;
+  executed: boolean;
+  pending?: Promise<unknown[]>;
+}
+
+type Ref = { kind: 'literal'; value: unknown; sig: string } | { kind: 'slot'; slot: Slot; index: number };
+
+interface Scope {
+  parent?: Scope;
+  /** Node id → the refs of its outputs in this scope. */
+  refs: Map<string, Ref[]>;
+  slots: Slot[];
+  inBody: boolean;
+  loop?: LoopPosition;
+  loopPath?: string;
+  /** What the LoopEnd of this body received this iteration: the next carried values. */
+  loopEndRefs?: Ref[];
+  /** Spill entries pinned while this scope lives. */
+  pins: string[];
+}
+
+export interface ExecuteDeps {
+  graph: Graph;
+  plan: Plan;
+  registry: Registry;
+  paths: NodePaths;
+  memory: MemoryCache;
+  spill: SpillCache;
+}
+
+interface RunState extends ExecuteDeps {
+  promptId: string;
+  signal: AbortSignal;
+  emit: (e: EngineEvent) => void;
+  executed: Set<string>;
+  outputs: Record<string, UiOutput>;
+  nodeState: Map<string, Record<string, unknown>>;
+  runEnd: { nodeId: string; classType: string; callback: (o: RunOutcome) => void | Promise<void> }[];
+  current?: Slot;
+}
+
+/** A node failed: carries which node and what it was given, for execution_error. */
+class NodeFailure extends Error {
+  constructor(
+    readonly slot: { nodeId: string; classType: string },
+    readonly original: unknown,
+    readonly inputs: Record<string, unknown>,
+  ) {
+    super(original instanceof Error ? original.message : String(original));
+  }
+}
+
+const CARRIED = 4;
+const undefinedRef: Ref = { kind: 'literal', value: undefined, sig: literalSignature(undefined) };
+const refSig = (r: Ref): string => (r.kind === 'literal' ? r.sig : `${r.slot.sig}:${r.index}`);
+
+function lookup(scope: Scope, id: string): Ref[] | undefined {
+  for (let s: Scope | undefined = scope; s; s = s.parent) {
+    const refs = s.refs.get(id);
+    if (refs) return refs;
+  }
+  return undefined;
+}
+
+function mergeUi(into: Record<string, UiOutput>, nodeId: string, ui: UiOutput): void {
+  const target = (into[nodeId] ??= {});
+  for (const [key, items] of Object.entries(ui)) {
+    const list = (target[key] ??= []);
+    const seen = new Set(list.map((x) => JSON.stringify(x)));
+    for (const item of items) if (!seen.has(JSON.stringify(item))) list.push(item);
+  }
+}
+
+/** Input values for error reports: shapes and sizes instead of big arrays. */
+export function summarizeValue(v: unknown, depth = 0): unknown {
+  if (v === null || v === undefined || typeof v === 'number' || typeof v === 'boolean') return v ?? null;
+  if (typeof v === 'string') return v.length > 200 ? `${v.slice(0, 200)}… (${v.length} chars)` : v;
+  if (typeof v === 'bigint') return `${v}n`;
+  if (typeof v === 'function') return `[function ${v.name || 'anonymous'}]`;
+  if (typeof v !== 'object') return String(v);
+  if (ArrayBuffer.isView(v))
+    return `${v.constructor.name}(${'length' in v ? String(v.length) : v.byteLength})`;
+  const o = v as Record<string, unknown>;
+  if (ArrayBuffer.isView(o.data) && Array.isArray(o.shape))
+    return `Tensor[${(o.shape as number[]).join(',')}]`;
+  if (depth >= 2) return Array.isArray(v) ? `[array of ${v.length}]` : `[${v.constructor?.name ?? 'object'}]`;
+  if (Array.isArray(v)) {
+    const head = v.slice(0, 16).map((x) => summarizeValue(x, depth + 1));
+    return v.length > 16 ? [...head, `… ${v.length - 16} more`] : head;
+  }
+  const proto: unknown = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return `[${v.constructor?.name ?? 'object'}]`;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(o).slice(0, 32)) out[k] = summarizeValue(x, depth + 1);
+  return out;
+}
+
+async function resolveRef(st: RunState, ref: Ref): Promise<unknown> {
+  if (ref.kind === 'literal') return ref.value;
+  const values = await resolveSlot(st, ref.slot);
+  return values[ref.index];
+}
+
+function resolveSlot(st: RunState, slot: Slot): Promise<unknown[]> {
+  if (slot.values) return Promise.resolve(slot.values);
+  slot.pending ??= (async () => {
+    const hit = slot.inBody ? st.spill.get(slot.sig) : st.memory.get(slot.sig)?.values;
+    if (hit) {
+      slot.values = hit;
+      return hit;
+    }
+    return executeSlot(st, slot);
+  })().finally(() => {
+    slot.pending = undefined;
+  });
+  return slot.pending;
+}
+
+function makeContext(st: RunState, slot: Slot): RunContext {
+  const { nodeId, def } = slot;
+  let state = st.nodeState.get(nodeId);
+  if (!state) {
+    state = {};
+    st.nodeState.set(nodeId, state);
+  }
+  return {
+    nodeId,
+    classType: def.name,
+    signal: st.signal,
+    paths: st.paths,
+    loop: slot.loop,
+    state,
+    progress(value, max) {
+      st.emit({
+        type: 'progress',
+        promptId: st.promptId,
+        node: nodeId,
+        value,
+        max,
+        ...(slot.loop ? { iteration: slot.loop.iteration, iterations: slot.loop.iterations } : {}),
+      });
+    },
+    preview(image) {
+      st.emit({
+        type: 'preview',
+        promptId: st.promptId,
+        node: nodeId,
+        format: image.format,
+        data: image.data,
+      });
+    },
+    emitUi(ui) {
+      mergeUi(st.outputs, nodeId, ui);
+      st.emit({ type: 'executed', promptId: st.promptId, node: nodeId, displayNode: nodeId, output: ui });
+    },
+    onRunEnd(callback) {
+      st.runEnd.push({ nodeId, classType: def.name, callback });
+    },
+  };
+}
+
+async function executeSlot(st: RunState, slot: Slot): Promise<unknown[]> {
+  const { nodeId, def } = slot;
+  const failure = (cause: unknown, inputs: Record<string, unknown>) =>
+    new NodeFailure({ nodeId, classType: def.name }, cause, inputs);
+  if (!slot.inputs) {
+    throw failure(new Error(`The cached outputs of node ${nodeId} were dropped before they were used`), {});
+  }
+  const args: Record<string, unknown> = {};
+  for (const [name, ref] of Object.entries(slot.inputs)) args[name] = await resolveRef(st, ref);
+  st.signal.throwIfAborted();
+  // Linked widget values are checked here: validation could only check their socket type.
+  for (const { name, spec } of inputEntries(def)) {
+    const ref = slot.inputs[name];
+    if (!ref || ref.kind !== 'slot' || spec.kind === 'LINK') continue;
+    const parsed = spec.schema.safeParse(args[name]);
+    if (!parsed.success) {
+      const why = parsed.error.issues.map((i) => i.message).join('; ');
+      throw failure(
+        new Error(
+          `Input '${name}' received ${JSON.stringify(args[name])} from node ${ref.slot.nodeId}: ${why}`,
+        ),
+        args,
+      );
+    }
+  }
+  st.current = slot;
+  st.emit({ type: 'executing', promptId: st.promptId, node: nodeId, displayNode: nodeId });
+  let result: Awaited<ReturnType<AnyNodeDef['run']>>;
+  try {
+    result = await def.run(args, makeContext(st, slot));
+  } catch (err) {
+    throw failure(err, args);
+  }
+  const values = result?.outputs as unknown[] | undefined;
+  if (!Array.isArray(values) || values.length !== def.outputs.length) {
+    throw failure(
+      new Error(
+        `returned ${Array.isArray(values) ? values.length : 'no'} outputs, but declares ${def.outputs.length}`,
+      ),
+      args,
+    );
+  }
+  slot.values = values;
+  slot.executed = true;
+  st.executed.add(nodeId);
+  const ui = result.ui && Object.keys(result.ui).length > 0 ? result.ui : undefined;
+  if (ui) {
+    mergeUi(st.outputs, nodeId, ui);
+    st.emit({ type: 'executed', promptId: st.promptId, node: nodeId, displayNode: nodeId, output: ui });
+  }
+  if (slot.inBody) {
+    // Streaming output nodes run every iteration; other body outputs go to disk, not memory.
+    if (!def.outputNode) st.spill.put(slot.sig, values);
+  } else st.memory.set(slot.sig, { values, ui });
+  return values;
+}
+
+async function createSlot(st: RunState, scope: Scope, id: string): Promise<Slot> {
+  const node = st.graph.get(id)!;
+  const def = st.registry.get(node.classType)!;
+  const inputs: Record<string, Ref> = {};
+  const literals: Record<string, unknown> = {};
+  for (const { name } of inputEntries(def)) {
+    const link = node.links[name];
+    if (link) {
+      inputs[name] = lookup(scope, link[0])?.[link[1]] ?? undefinedRef;
+    } else if (name in node.literals) {
+      const value = node.literals[name];
+      literals[name] = value;
+      inputs[name] = { kind: 'literal', value, sig: literalSignature(value) };
+    }
+  }
+  let fingerprint: string | undefined;
+  if (def.fingerprint) {
+    try {
+      fingerprint = await def.fingerprint(literals, { paths: st.paths });
+    } catch {
+      // Unknown state outside the inputs: never reuse a cached result.
+      fingerprint = `unstable:${Math.random()}`;
+    }
+  }
+  const sigInputs: Record<string, string> = {};
+  for (const [name, ref] of Object.entries(inputs)) sigInputs[name] = refSig(ref);
+  const slot: Slot = {
+    nodeId: id,
+    node,
+    def,
+    sig: nodeSignature({
+      classType: def.name,
+      inputs: sigInputs,
+      fingerprint,
+      nodeId: def.outputNode ? id : undefined,
+      loopPath: scope.loopPath,
+    }),
+    inputs,
+    inBody: scope.inBody,
+    loop: scope.loop,
+    executed: false,
+  };
+  scope.refs.set(
+    id,
+    def.outputs.map((_, index) => ({ kind: 'slot', slot, index })),
+  );
+  scope.slots.push(slot);
+  return slot;
+}
+
+/** An output node outside loops: replayed from the cache when unchanged. */
+async function runOutputNode(st: RunState, slot: Slot): Promise<void> {
+  if (!slot.inBody) {
+    const hit = st.memory.get(slot.sig);
+    if (hit) {
+      slot.values = hit.values;
+      if (hit.ui && Object.keys(hit.ui).length > 0) {
+        mergeUi(st.outputs, slot.nodeId, hit.ui);
+        st.emit({
+          type: 'executed',
+          promptId: st.promptId,
+          node: slot.nodeId,
+          displayNode: slot.nodeId,
+          output: hit.ui,
+        });
+      }
+      return;
+    }
+  }
+  st.signal.throwIfAborted();
+  await executeSlot(st, slot);
+}
+
+async function runSteps(st: RunState, scope: Scope, steps: readonly Step[]): Promise<void> {
+  let i = 0;
+  let first = true;
+  while (i < steps.length) {
+    // A run of plain node steps: signatures first, so cached nodes are announced before running.
+    const segment: Slot[] = [];
+    for (; i < steps.length && steps[i].kind === 'node'; i++) {
+      const id = (steps[i] as { id: string }).id;
+      const def = st.registry.get(st.graph.get(id)!.classType)!;
+      if (def.role === 'loop-end') {
+        scope.loopEndRefs = Array.from({ length: CARRIED }, (_, k) => {
+          const link = st.graph.get(id)!.links[`value${k + 1}`];
+          return link ? (lookup(scope, link[0])?.[link[1]] ?? undefinedRef) : undefinedRef;
+        });
+        continue;
+      }
+      segment.push(await createSlot(st, scope, id));
+    }
+    if (!scope.inBody) {
+      const cached = segment.filter((s) => st.memory.has(s.sig)).map((s) => s.nodeId);
+      if (first || cached.length > 0) {
+        st.emit({ type: 'execution_cached', promptId: st.promptId, nodes: cached, timestamp: Date.now() });
+      }
+    }
+    first = false;
+    for (const slot of segment) if (slot.def.outputNode) await runOutputNode(st, slot);
+    if (i < steps.length) {
+      const step = steps[i++];
+      if (step.kind === 'loop') await runLoop(st, scope, step);
+    }
+  }
+}
+
+async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }): Promise<void> {
+  const startNode = st.graph.get(step.start)!;
+  const startDef = st.registry.get(startNode.classType)!;
+  const inputRef = (name: string): Ref => {
+    const link = startNode.links[name];
+    if (link) return lookup(scope, link[0])?.[link[1]] ?? undefinedRef;
+    if (name in startNode.literals) {
+      const value = startNode.literals[name];
+      return { kind: 'literal', value, sig: literalSignature(value) };
+    }
+    return undefinedRef;
+  };
+  const iterRef = inputRef('iterations');
+  const iterations = await resolveRef(st, iterRef);
+  const iterSpec = startDef.inputs.required.iterations;
+  if (typeof iterations !== 'number' || !iterSpec || !iterSpec.schema.safeParse(iterations).success) {
+    throw new NodeFailure(
+      { nodeId: step.start, classType: startDef.name },
+      new Error(
+        `Input 'iterations' must be an integer within the allowed range, got ${JSON.stringify(iterations)}`,
+      ),
+      { iterations },
+    );
+  }
+  let carried: Ref[] = Array.from({ length: CARRIED }, (_, k) => inputRef(`initial_value${k + 1}`));
+  let carriedPins: string[] = [];
+  const flowRef: Ref = {
+    kind: 'literal',
+    value: { loop: step.start },
+    sig: literalSignature(['flow', step.start]),
+  };
+
+  for (let c = 0; c < iterations; c++) {
+    st.signal.throwIfAborted();
+    const loop: LoopPosition = { iteration: c, iterations };
+    st.emit({ type: 'loop_iteration', promptId: st.promptId, node: step.start, iteration: c, iterations });
+    const body: Scope = {
+      parent: scope,
+      refs: new Map(),
+      slots: [],
+      inBody: true,
+      loop,
+      loopPath: scope.loopPath === undefined ? String(c) : `${scope.loopPath}/${c}`,
+      pins: [],
+    };
+    const indexRef: Ref = { kind: 'literal', value: c, sig: literalSignature(c) };
+    body.refs.set(step.start, [flowRef, indexRef, ...carried]);
+    await runSteps(st, body, step.body);
+
+    // Carried values are materialized (in memory, or pinned on disk) and cut from their history,
+    // so iteration c+1 holds nothing of iteration c-1.
+    const next = body.loopEndRefs ?? Array.from({ length: CARRIED }, () => undefinedRef);
+    const nextPins: string[] = [];
+    for (const ref of next) {
+      if (ref.kind !== 'slot' || !ref.slot.inBody) continue;
+      const s = ref.slot;
+      if (!s.values) {
+        if (st.spill.has(s.sig)) {
+          st.spill.pin(s.sig);
+          nextPins.push(s.sig);
+        } else await resolveSlot(st, s);
+      }
+      s.inputs = undefined;
+    }
+    for (const sig of carriedPins) st.spill.unpin(sig);
+    for (const sig of body.pins) st.spill.unpin(sig);
+    carriedPins = nextPins;
+    carried = next;
+    const cached = body.slots.filter((s) => !s.executed).map((s) => s.nodeId);
+    if (cached.length > 0) {
+      st.emit({ type: 'execution_cached', promptId: st.promptId, nodes: cached, timestamp: Date.now() });
+    }
+  }
+  scope.pins.push(...carriedPins);
+  st.executed.add(step.start);
+  st.executed.add(step.end);
+  scope.refs.set(step.end, carried);
+}
+
+function errorType(err: unknown): string {
+  if (err instanceof Error) return err.name || err.constructor.name;
+  return typeof err;
+}
+
+function traceback(err: unknown): string[] {
+  if (!(err instanceof Error) || !err.stack) return [];
+  return err.stack
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
+}
+
+export interface ExecuteOptions {
+  promptId: string;
+  signal: AbortSignal;
+  emit: (e: EngineEvent) => void;
+}
+
+/** Runs a validated plan; never throws (a failing node becomes an execution_error). */
+export async function executePlan(deps: ExecuteDeps, opts: ExecuteOptions): Promise<RunResultSummary> {
+  const st: RunState = {
+    ...deps,
+    promptId: opts.promptId,
+    signal: opts.signal,
+    emit: opts.emit,
+    executed: new Set(),
+    outputs: {},
+    nodeState: new Map(),
+    runEnd: [],
+  };
+  const top: Scope = { refs: new Map(), slots: [], inBody: false, pins: [] };
+  st.emit({ type: 'execution_start', promptId: st.promptId, timestamp: Date.now() });
+
+  let failure:
+    { nodeId: string | null; classType: string; error: unknown; inputs: Record<string, unknown> } | undefined;
+  try {
+    await runSteps(st, top, deps.plan.steps);
+  } catch (err) {
+    failure =
+      err instanceof NodeFailure
+        ? { nodeId: err.slot.nodeId, classType: err.slot.classType, error: err.original, inputs: err.inputs }
+        : {
+            nodeId: st.current?.nodeId ?? null,
+            classType: st.current?.def.name ?? '',
+            error: err,
+            inputs: {},
+          };
+  } finally {
+    for (const sig of top.pins) st.spill.unpin(sig);
+  }
+  const interrupted =
+    failure !== undefined && (st.signal.aborted || errorType(failure.error) === 'AbortError');
+
+  const outcome: RunOutcome = failure ? { ok: false, error: failure.error, interrupted } : { ok: true };
+  for (const { nodeId, classType, callback } of st.runEnd) {
+    try {
+      await callback(outcome);
+    } catch (err) {
+      // A failed finish (e.g. a rename) fails a run that had succeeded; cleanup errors otherwise lose to the first.
+      failure ??= { nodeId, classType, error: err, inputs: {} };
+    }
+  }
+
+  const executed = [...st.executed];
+  if (!failure) {
+    st.emit({ type: 'execution_success', promptId: st.promptId, timestamp: Date.now() });
+    const cached = [...deps.plan.needed].filter((id) => !st.executed.has(id));
+    return { status: 'success', outputs: st.outputs, executed, cached };
+  }
+  if (interrupted) {
+    st.emit({
+      type: 'execution_interrupted',
+      promptId: st.promptId,
+      nodeId: failure.nodeId ?? '',
+      nodeType: failure.classType,
+      executed,
+    });
+    return { status: 'interrupted', outputs: st.outputs, nodeId: failure.nodeId };
+  }
+  const message = failure.error instanceof Error ? failure.error.message : String(failure.error);
+  const currentInputs: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(failure.inputs)) currentInputs[k] = summarizeValue(v);
+  st.emit({
+    type: 'execution_error',
+    promptId: st.promptId,
+    nodeId: failure.nodeId ?? '',
+    nodeType: failure.classType,
+    executed,
+    exceptionMessage: message,
+    exceptionType: errorType(failure.error),
+    traceback: traceback(failure.error),
+    currentInputs,
+    currentOutputs: {},
+  });
+  return { status: 'error', outputs: st.outputs, nodeId: failure.nodeId ?? '', message };
+}

@@ -1,0 +1,92 @@
+// The engine: validate, plan and run prompts over a set of node types, with caches kept between runs.
+import fs from 'node:fs';
+import type { AnyNodeDef } from './define.ts';
+import {
+  createMemoryCache,
+  createSpillCache,
+  DEFAULT_CACHE_BYTES,
+  DEFAULT_SPILL_BYTES,
+  type CacheStats,
+} from './cache.ts';
+import { executePlan } from './execute.ts';
+import { createRegistry } from './registry.ts';
+import type { Engine, EngineOptions } from './types.ts';
+import { validatePrompt } from './validate.ts';
+
+export { toApiPrompt, WorkflowFormatError, isCanvasWorkflow } from './workflow.ts';
+export { createRegistry, nodeObjectInfo, inputConfig } from './registry.ts';
+export type { Registry, ObjectInfoEntry } from './registry.ts';
+export type { CacheStats } from './cache.ts';
+
+export interface EngineExtras {
+  /** Bytes and entries held by the memory cache and the disk spill tier. */
+  cacheStats(): CacheStats;
+  /** Node types by class name. */
+  getNode(classType: string): AnyNodeDef | undefined;
+  /** Drops caches and deletes the spill folder; the engine stays usable. */
+  close(): void;
+}
+
+// Spill folders are deleted when the process exits, whatever engines were left open.
+const liveSpills = new Set<() => void>();
+process.once('exit', () => {
+  for (const clear of liveSpills) clear();
+});
+
+export function createEngine(opts: EngineOptions & { spillBytes?: number }): Engine & EngineExtras {
+  const registry = createRegistry(opts.nodes);
+  const env = { paths: opts.paths };
+  const memory = createMemoryCache(opts.cacheBytes ?? DEFAULT_CACHE_BYTES);
+  const spill = createSpillCache(opts.paths.temp, opts.spillBytes ?? DEFAULT_SPILL_BYTES);
+  // Runs are serialized: caches and node state belong to one run at a time.
+  let queue: Promise<unknown> = Promise.resolve();
+  const cleanup = () => spill.clear();
+  liveSpills.add(cleanup);
+
+  return {
+    async validate(prompt) {
+      return (await validatePrompt(prompt, registry, env)).result;
+    },
+    run(prompt, options) {
+      const job = queue.then(async () => {
+        const validated = await validatePrompt(prompt, registry, env);
+        if (!validated.result.ok) return { status: 'invalid' as const, validation: validated.result };
+        fs.mkdirSync(opts.paths.temp, { recursive: true });
+        return executePlan(
+          { graph: validated.graph!, plan: validated.plan!, registry, paths: opts.paths, memory, spill },
+          {
+            promptId: options.promptId,
+            signal: options.signal ?? new AbortController().signal,
+            emit: (event) => {
+              try {
+                options.onEvent?.(event);
+              } catch {
+                // A listener's bug must not break the run.
+              }
+            },
+          },
+        );
+      });
+      queue = job.catch(() => undefined);
+      return job;
+    },
+    clearCache() {
+      memory.clear();
+      spill.clear();
+    },
+    objectInfo() {
+      return registry.objectInfo(env);
+    },
+    cacheStats() {
+      const m = memory.stats();
+      const s = spill.stats();
+      return { memoryBytes: m.bytes, memoryEntries: m.entries, spillBytes: s.bytes, spillEntries: s.entries };
+    },
+    getNode: (classType) => registry.get(classType),
+    close() {
+      memory.clear();
+      spill.clear();
+      liveSpills.delete(cleanup);
+    },
+  };
+}

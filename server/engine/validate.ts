@@ -1,0 +1,353 @@
+// Validation before anything runs: every problem at once, in ComfyUI's node_errors shape.
+import type { InputSpec, NodeEnv, WidgetSpec } from './define.ts';
+import { buildGraph, inputEntries, type Graph, type GraphNode } from './graph.ts';
+import { planPrompt, neededNodes, type Plan } from './plan.ts';
+import { comboOptions, inputConfig, type Registry } from './registry.ts';
+import type {
+  ApiPrompt,
+  LinkRef,
+  NodeErrorItem,
+  NodeErrors,
+  PromptError,
+  ValidationResult,
+} from './types.ts';
+
+export interface Validated {
+  result: ValidationResult;
+  /** Set when valid: the graph with literals coerced to their widget types, and the run plan. */
+  graph?: Graph;
+  plan?: Plan;
+}
+
+function promptError(type: string, message: string, details = ''): PromptError {
+  return { type, message, details, extra_info: {} };
+}
+
+/** Shape check of untrusted JSON: node id → {class_type: string, inputs: object}. */
+function shapeErrors(prompt: unknown): string[] {
+  if (prompt === null || typeof prompt !== 'object' || Array.isArray(prompt)) {
+    return ['the prompt must be an object of node id → {class_type, inputs}'];
+  }
+  const problems: string[] = [];
+  for (const [id, node] of Object.entries(prompt)) {
+    if (node === null || typeof node !== 'object' || Array.isArray(node)) {
+      problems.push(`node ${id} is not an object`);
+      continue;
+    }
+    const n = node as Record<string, unknown>;
+    if (typeof n.class_type !== 'string') problems.push(`node ${id} is missing the class_type property`);
+    if (
+      n.inputs !== undefined &&
+      (n.inputs === null || typeof n.inputs !== 'object' || Array.isArray(n.inputs))
+    ) {
+      problems.push(`node ${id}: inputs must be an object`);
+    }
+  }
+  return problems;
+}
+
+/** '*' matches anything; 'A,B' lists alternatives (ComfyUI's convention). */
+export function socketTypesMatch(received: string, expected: string): boolean {
+  if (received === '*' || expected === '*') return true;
+  const r = received.split(',').map((s) => s.trim());
+  return expected.split(',').some((e) => r.includes(e.trim()));
+}
+
+function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 80 ? `${v.slice(0, 77)}...` : v);
+  try {
+    const s = JSON.stringify(v);
+    if (s === undefined) return String(v);
+    return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+  } catch {
+    return String(v);
+  }
+}
+
+/** Widget literals as ComfyUI coerces them ("5" → 5 for INT, "true" → true for BOOLEAN). */
+function coerce(spec: WidgetSpec, v: unknown): unknown {
+  if ((spec.kind === 'INT' || spec.kind === 'FLOAT') && typeof v === 'string' && v.trim() !== '') {
+    const n = Number(v);
+    return Number.isFinite(n) ? n : v;
+  }
+  if (spec.kind === 'BOOLEAN' && typeof v === 'string' && (v === 'true' || v === 'false'))
+    return v === 'true';
+  return v;
+}
+
+type AddError = (nodeId: string, item: Omit<NodeErrorItem, 'details'> & { details?: string }) => void;
+
+function checkLiteral(
+  node: GraphNode,
+  name: string,
+  spec: InputSpec,
+  value: unknown,
+  env: NodeEnv,
+  add: AddError,
+): { ok: boolean; value: unknown } {
+  const base = { input_name: name, input_config: inputConfig(spec, env), received_value: value };
+  if (spec.kind === 'LINK') {
+    // '*' sockets also take constants (e.g. a LoopStart initial value); typed sockets need a link.
+    if (spec.type === '*') return { ok: true, value };
+    add(node.id, {
+      type: 'invalid_input_type',
+      message: `Input '${name}' needs a link from a ${spec.type} output, got the constant ${show(value)}`,
+      extra_info: base,
+    });
+    return { ok: false, value };
+  }
+  const v = coerce(spec, value);
+  if (spec.kind === 'COMBO') {
+    if (typeof v !== 'string') {
+      add(node.id, {
+        type: 'invalid_input_type',
+        message: `Input '${name}' expects one of the listed strings, got ${show(v)}`,
+        extra_info: base,
+      });
+      return { ok: false, value: v };
+    }
+    const options = comboOptions(spec, env);
+    if (!options.includes(v) && !(spec.acceptOther?.(v) ?? false)) {
+      const list = options.length > 12 ? [...options.slice(0, 12), '...'] : options;
+      add(node.id, {
+        type: 'value_not_in_list',
+        message: `Value ${show(v)} of '${name}' is not one of: ${list.length > 0 ? list.join(', ') : '(no options available)'}`,
+        extra_info: base,
+      });
+      return { ok: false, value: v };
+    }
+    return { ok: true, value: v };
+  }
+  if (spec.kind === 'INT' || spec.kind === 'FLOAT') {
+    if (typeof v !== 'number' || !Number.isFinite(v) || (spec.kind === 'INT' && !Number.isInteger(v))) {
+      add(node.id, {
+        type: 'invalid_input_type',
+        message: `Input '${name}' expects ${spec.kind === 'INT' ? 'an integer' : 'a number'}, got ${show(v)}`,
+        extra_info: base,
+      });
+      return { ok: false, value: v };
+    }
+    if (v < spec.min) {
+      add(node.id, {
+        type: 'value_smaller_than_min',
+        message: `Value ${v} of '${name}' is smaller than the minimum ${spec.min}`,
+        extra_info: base,
+      });
+      return { ok: false, value: v };
+    }
+    if (v > spec.max) {
+      add(node.id, {
+        type: 'value_bigger_than_max',
+        message: `Value ${v} of '${name}' is bigger than the maximum ${spec.max}`,
+        extra_info: base,
+      });
+      return { ok: false, value: v };
+    }
+  }
+  const parsed = spec.schema.safeParse(v);
+  if (!parsed.success) {
+    const why = parsed.error.issues.map((i) => i.message).join('; ');
+    add(node.id, {
+      type: 'invalid_input_type',
+      message: `Input '${name}' (${spec.kind}) got ${show(v)}: ${why}`,
+      extra_info: base,
+    });
+    return { ok: false, value: v };
+  }
+  return { ok: true, value: parsed.data };
+}
+
+function checkLink(
+  graph: Graph,
+  registry: Registry,
+  node: GraphNode,
+  name: string,
+  spec: InputSpec,
+  link: LinkRef,
+  env: NodeEnv,
+  add: AddError,
+): void {
+  const extra = {
+    input_name: name,
+    input_config: inputConfig(spec, env),
+    received_value: link,
+    linked_node: link,
+  };
+  const [srcId, index] = link;
+  const src = graph.get(srcId);
+  if (!src) {
+    add(node.id, {
+      type: 'bad_linked_input',
+      message: `Input '${name}' links to node ${srcId}, which does not exist`,
+      extra_info: extra,
+    });
+    return;
+  }
+  const srcDef = registry.get(src.classType);
+  if (!srcDef) return; // the unknown class is reported on that node
+  if (index < 0 || index >= srcDef.outputs.length) {
+    add(node.id, {
+      type: 'bad_linked_input',
+      message: `Input '${name}' links to output ${index} of node ${srcId} (${src.classType}), which has ${srcDef.outputs.length} output${srcDef.outputs.length === 1 ? '' : 's'}`,
+      extra_info: extra,
+    });
+    return;
+  }
+  const received = srcDef.outputs[index].type;
+  const expected = spec.kind === 'LINK' ? spec.type : spec.kind;
+  if (!socketTypesMatch(received, expected)) {
+    add(node.id, {
+      type: 'return_type_mismatch',
+      message: `Input '${name}' expects ${expected} but node ${srcId} (${src.classType}) output ${index} '${srcDef.outputs[index].name}' is ${received}`,
+      extra_info: { ...extra, received_type: received } as NodeErrorItem['extra_info'],
+    });
+  }
+}
+
+/** Upstream closure of one node (itself included). */
+function upstreamClosure(graph: Graph, id: string): Set<string> {
+  const seen = new Set<string>();
+  const stack = [id];
+  while (stack.length > 0) {
+    const n = stack.pop() as string;
+    if (seen.has(n) || !graph.has(n)) continue;
+    seen.add(n);
+    for (const [src] of Object.values(graph.get(n)!.links)) stack.push(src);
+  }
+  return seen;
+}
+
+export async function validatePrompt(
+  prompt: ApiPrompt,
+  registry: Registry,
+  env: NodeEnv,
+): Promise<Validated> {
+  const shape = shapeErrors(prompt);
+  if (shape.length > 0) {
+    return {
+      result: {
+        ok: false,
+        error: promptError('invalid_prompt', `Invalid prompt: ${shape[0]}`, shape.join('; ')),
+        nodeErrors: {},
+      },
+    };
+  }
+  const graph = buildGraph(prompt);
+  const nodeErrors: NodeErrors = {};
+  const add: AddError = (nodeId, item) => {
+    const node = graph.get(nodeId)!;
+    nodeErrors[nodeId] ??= { errors: [], dependent_outputs: [], class_type: node.classType };
+    nodeErrors[nodeId].errors.push({ details: item.details ?? item.message, ...item } as NodeErrorItem);
+  };
+
+  for (const node of graph.values()) {
+    if (!registry.get(node.classType)) {
+      add(node.id, {
+        type: 'missing_node_type',
+        message: `Unknown node type '${node.classType}'`,
+        extra_info: {},
+      });
+    }
+  }
+  const outputs = [...graph.values()]
+    .filter((n) => registry.get(n.classType)?.outputNode === true)
+    .map((n) => n.id);
+  const needed = outputs.length > 0 ? neededNodes(graph, registry, outputs) : new Set(graph.keys());
+
+  for (const id of needed) {
+    const node = graph.get(id)!;
+    const def = registry.get(node.classType);
+    if (!def) continue;
+    const validLiterals: Record<string, unknown> = {};
+    for (const { name, spec, required } of inputEntries(def)) {
+      const link = node.links[name];
+      if (link) {
+        checkLink(graph, registry, node, name, spec, link, env, add);
+        continue;
+      }
+      if (!(name in node.literals) || node.literals[name] === undefined || node.literals[name] === null) {
+        if (required) {
+          add(id, {
+            type: 'required_input_missing',
+            message: `Required input '${name}' is missing`,
+            extra_info: { input_name: name, input_config: inputConfig(spec, env) },
+          });
+        }
+        continue;
+      }
+      const checked = checkLiteral(node, name, spec, node.literals[name], env, add);
+      if (checked.ok) {
+        node.literals[name] = checked.value;
+        validLiterals[name] = checked.value;
+      }
+    }
+    if (def.validate) {
+      try {
+        const issues = (await def.validate(validLiterals, env)) ?? [];
+        for (const issue of issues) {
+          add(id, {
+            type: 'custom_validation_failed',
+            message: issue.input ? `Input '${issue.input}': ${issue.message}` : issue.message,
+            extra_info: issue.input
+              ? { input_name: issue.input, received_value: node.literals[issue.input] }
+              : {},
+          });
+        }
+      } catch (err) {
+        add(id, {
+          type: 'custom_validation_failed',
+          message: `Validation of the node failed: ${err instanceof Error ? err.message : String(err)}`,
+          extra_info: {},
+        });
+      }
+    }
+  }
+
+  let plan: Plan | undefined;
+  if (outputs.length > 0) {
+    // Structural problems (cycles, loops) are reported alongside input errors.
+    const planned = planPrompt(graph, registry, outputs);
+    for (const issue of planned.issues) {
+      add(issue.nodeId, {
+        type: issue.type,
+        message: issue.message,
+        extra_info: issue.input ? { input_name: issue.input } : {},
+      });
+    }
+    plan = planned.plan;
+  }
+
+  if (Object.keys(nodeErrors).length > 0) {
+    for (const out of outputs) {
+      for (const id of upstreamClosure(graph, out)) nodeErrors[id]?.dependent_outputs.push(out);
+    }
+  }
+  if (outputs.length === 0) {
+    return {
+      result: {
+        ok: false,
+        error: promptError(
+          'prompt_no_outputs',
+          'Prompt has no outputs',
+          'The workflow needs at least one output node',
+        ),
+        nodeErrors,
+      },
+    };
+  }
+  if (Object.keys(nodeErrors).length > 0 || !plan) {
+    const count = Object.values(nodeErrors).reduce((n, e) => n + e.errors.length, 0);
+    return {
+      result: {
+        ok: false,
+        error: promptError(
+          'prompt_outputs_failed_validation',
+          'Prompt outputs failed validation',
+          `${count} error${count === 1 ? '' : 's'} in ${Object.keys(nodeErrors).length} node${Object.keys(nodeErrors).length === 1 ? '' : 's'}`,
+        ),
+        nodeErrors,
+      },
+    };
+  }
+  return { result: { ok: true, outputs }, graph, plan };
+}
