@@ -1,0 +1,260 @@
+// The streaming video writer: what each format decodes to, chunked vs one-shot writes, and that
+// failures and interrupts leave no partial file.
+import { chmodSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  GIF_MAX_FPS,
+  openVideoWriter,
+  resolveOutputPath,
+  supportedFormats,
+  validateVideoOptions,
+  type VideoFormat,
+} from '../../nodes/lib/video/index.ts';
+import {
+  decodeFrameRgb,
+  decodePng,
+  meanAbsDiff,
+  movingFrames,
+  mp4TopBoxes,
+  parseWebp,
+  probe,
+  probeFrameDurations,
+  sliceFrames,
+  tempDir,
+} from './helpers.ts';
+
+async function writeVideo(format: VideoFormat, fps: number, chunks: Parameters<typeof sliceFrames>[0][]) {
+  const dir = tempDir();
+  const target = resolveOutputPath(dir, 'clip', format);
+  const w = openVideoWriter({ format, fps, path: target });
+  for (const c of chunks) await w.write(c);
+  const files = await w.finish();
+  return { dir, target, files };
+}
+
+const savedEnv = { ...process.env };
+afterEach(() => {
+  process.env.RDFLOW_FFMPEG = savedEnv.RDFLOW_FFMPEG;
+  if (savedEnv.RDFLOW_FFMPEG === undefined) delete process.env.RDFLOW_FFMPEG;
+});
+
+describe('MP4 (H.264)', () => {
+  it('decodes to exactly the frames written, at the set fps, yuv420p, with moov before mdat', async () => {
+    const frames = movingFrames(16, 32, 32);
+    const { files, target, dir } = await writeVideo('mp4', 8, [frames]);
+    expect(files).toEqual([target.path]);
+    expect(readdirSync(dir)).toEqual(['clip_00001.mp4']);
+    const s = await probe(files[0]);
+    expect(s).toMatchObject({ codec_name: 'h264', pix_fmt: 'yuv420p', width: 32, height: 32 });
+    expect(Number(s.nb_read_frames)).toBe(16);
+    expect(s.r_frame_rate).toBe('8/1');
+    expect(mp4TopBoxes(readFileSync(files[0])).join(' ')).toMatch(/moov.*mdat/);
+    // Colours survive (RGB order, not BGR): frame 5 decodes close to what was written.
+    expect(meanAbsDiff(await decodeFrameRgb(files[0], 5), frames, 5)).toBeLessThan(8);
+  });
+
+  it('writing in 3 chunks gives the same video as writing once', async () => {
+    const frames = movingFrames(24, 32, 48);
+    const once = await writeVideo('mp4', 12, [frames]);
+    const chunked = await writeVideo('mp4', 12, [
+      sliceFrames(frames, 0, 8),
+      sliceFrames(frames, 8, 16),
+      sliceFrames(frames, 16, 24),
+    ]);
+    const [a, b] = [await probe(once.files[0]), await probe(chunked.files[0])];
+    expect(b).toEqual(a);
+    expect(Number(b.nb_read_frames)).toBe(24);
+    expect([b.width, b.height]).toEqual([48, 32]);
+    // Same input bytes, same deterministic encoder settings: identical streams.
+    expect(readFileSync(chunked.files[0]).equals(readFileSync(once.files[0]))).toBe(true);
+  });
+
+  it('refuses odd frame sizes with a clear error and leaves nothing behind', async () => {
+    const dir = tempDir();
+    const w = openVideoWriter({ format: 'mp4', fps: 8, path: path.join(dir, 'odd.mp4') });
+    await expect(w.write(movingFrames(2, 31, 32))).rejects.toThrow(/MP4.*even.*32x31/);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('refuses a later clip of another size', async () => {
+    const dir = tempDir();
+    const w = openVideoWriter({ format: 'mp4', fps: 8, path: path.join(dir, 'a.mp4') });
+    await w.write(movingFrames(2, 32, 32));
+    await expect(w.write(movingFrames(2, 16, 32))).rejects.toThrow(/32x16 but this video is 32x32/);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('GIF', () => {
+  it('decodes to the frames written, with delays that add up to the set fps', async () => {
+    const { files } = await writeVideo('gif', 24, [movingFrames(10, 32, 32), movingFrames(14, 32, 32, 10)]);
+    const s = await probe(files[0]);
+    expect(s).toMatchObject({ codec_name: 'gif', width: 32, height: 32 });
+    expect(Number(s.nb_read_frames)).toBe(24);
+    // 24 fps is not a whole number of centiseconds: delays mix 4 and 5 cs and sum to 1 s.
+    const d = await probeFrameDurations(files[0]);
+    expect(new Set(d.map((x) => Math.round(x * 100)))).toEqual(new Set([4, 5]));
+    expect(d.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 2);
+  });
+
+  it(`above ${GIF_MAX_FPS} fps drops frames to ${GIF_MAX_FPS} fps, keeping the duration`, async () => {
+    const { files } = await writeVideo('gif', 60, [movingFrames(24, 16, 16)]);
+    const s = await probe(files[0]);
+    expect(Number(s.nb_read_frames)).toBe((24 * GIF_MAX_FPS) / 60);
+    const d = await probeFrameDurations(files[0]);
+    expect(d.reduce((a, b) => a + b, 0)).toBeCloseTo(24 / 60, 2);
+  });
+
+  it('without ffmpeg, the pure-JS encoder writes an equivalent GIF', async () => {
+    process.env.RDFLOW_FFMPEG = path.join(tempDir(), 'no-ffmpeg-here');
+    expect(await import('../../nodes/lib/video/ffmpeg.ts').then((m) => m.tryFfmpegPath())).toBeUndefined();
+    const frames = movingFrames(12, 32, 32);
+    const { files } = await writeVideo('gif', 24, [sliceFrames(frames, 0, 5), sliceFrames(frames, 5, 12)]);
+    delete process.env.RDFLOW_FFMPEG;
+    const s = await probe(files[0]);
+    expect(s).toMatchObject({ codec_name: 'gif', width: 32, height: 32 });
+    expect(Number(s.nb_read_frames)).toBe(12);
+    const d = await probeFrameDurations(files[0]);
+    expect(d.reduce((a, b) => a + b, 0)).toBeCloseTo(0.5, 2);
+    // Few colours in the test frames: the per-frame palette reproduces them closely.
+    expect(meanAbsDiff(await decodeFrameRgb(files[0], 7), frames, 7)).toBeLessThan(6);
+  });
+});
+
+describe('animated WebP', () => {
+  it('has one ANMF frame per frame written, the frame size, looping, and fps-based durations', async () => {
+    // The bundled ffprobe cannot decode animated WebP, so the RIFF container is read directly.
+    expect(await supportedFormats()).toContain('webp');
+    const { files } = await writeVideo('webp', 10, [movingFrames(6, 32, 48), movingFrames(6, 32, 48, 6)]);
+    const webp = parseWebp(readFileSync(files[0]));
+    expect(webp.canvas).toEqual({ width: 48, height: 32 });
+    expect(webp.loop).toBe(0);
+    expect(webp.frames).toHaveLength(12);
+    expect(webp.frames.every((f) => f.width <= 48 && f.height <= 32)).toBe(true);
+    expect(webp.frames.reduce((a, f) => a + f.durationMs, 0)).toBe(1200);
+  });
+});
+
+describe('PNG frames', () => {
+  it('writes one numbered file per frame, continuing the counter, with the exact pixels', async () => {
+    const dir = tempDir();
+    writeFileSync(path.join(dir, 'f_00004.png'), ''); // an earlier run's last frame
+    const target = resolveOutputPath(dir, 'f', 'png');
+    expect(target.filename).toBe('f_00005.png');
+    const frames = movingFrames(3, 8, 12);
+    const w = openVideoWriter({ format: 'png', fps: 8, path: target });
+    await w.write(sliceFrames(frames, 0, 1));
+    await w.write(sliceFrames(frames, 1, 3));
+    const files = await w.finish();
+    expect(files.map((f) => path.basename(f))).toEqual(['f_00005.png', 'f_00006.png', 'f_00007.png']);
+    expect(readdirSync(dir).sort()).toEqual(['f_00004.png', 'f_00005.png', 'f_00006.png', 'f_00007.png']);
+    for (const k of [0, 2]) {
+      const png = decodePng(readFileSync(files[k]));
+      expect([png.width, png.height]).toEqual([12, 8]);
+      expect(meanAbsDiff(png.rgb, frames, k)).toBe(0);
+      // Spot checks: the red block's top-left corner and a gradient pixel.
+      const at = (x: number, y: number) =>
+        Array.from(png.rgb.subarray((y * 12 + x) * 3, (y * 12 + x) * 3 + 3));
+      expect(at(k * 2, 2)).toEqual([255, 0, 0]);
+      expect(at(11, 7)).toEqual([0, Math.round((11 / 12) * 255), Math.round((7 / 8) * 255)]);
+    }
+    expect(meanAbsDiff(await decodeFrameRgb(files[1], 0), frames, 1)).toBe(0); // ffmpeg agrees
+  });
+});
+
+describe('no partial files', () => {
+  it.each(['mp4', 'gif', 'webp', 'png'] as const)('%s: abort mid-way removes everything', async (format) => {
+    const dir = tempDir();
+    const w = openVideoWriter({ format, fps: 8, path: resolveOutputPath(dir, 'clip', format) });
+    await w.write(movingFrames(8, 32, 32));
+    // ffmpeg opens its output once the first frames are through: wait for the temp file to exist.
+    for (let i = 0; i < 200 && readdirSync(dir).length === 0; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(readdirSync(dir).length).toBeGreaterThan(0);
+    expect(
+      readdirSync(dir).every((n) => /^\.clip_\d{5}\.tmp-\d+-[0-9a-f]+\.(mp4|gif|webp|png)$/.test(n)),
+    ).toBe(true);
+    await w.abort();
+    expect(readdirSync(dir)).toEqual([]);
+    await expect(w.write(movingFrames(1, 32, 32))).rejects.toThrow(/aborted/);
+    await w.abort(); // idempotent
+  });
+
+  it('abort stops a write that is waiting on a full pipe', async () => {
+    const dir = tempDir();
+    const w = openVideoWriter({ format: 'mp4', fps: 8, path: path.join(dir, 'big.mp4') });
+    const pending = w.write(movingFrames(64, 256, 256));
+    await new Promise((r) => setTimeout(r, 50));
+    await w.abort();
+    await expect(pending).rejects.toThrow();
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('ffmpeg failing surfaces its own message and leaves no file', async () => {
+    const root = tempDir();
+    // The folder vanishes before the encoder starts: ffmpeg cannot open its output.
+    const w = openVideoWriter({ format: 'mp4', fps: 8, path: path.join(root, 'missing', 'x.mp4') });
+    const err = await (async () => {
+      await w.write(movingFrames(4, 32, 32));
+      await w.finish();
+    })().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toMatch(/ffmpeg failed writing x\.mp4: it exited with code \d+/);
+    expect((err as Error).message).toMatch(/No such file or directory/);
+    expect(readdirSync(root)).toEqual([]);
+  });
+
+  it('reports the last lines of stderr of an ffmpeg that dies', async () => {
+    const dir = tempDir();
+    const fake = path.join(dir, 'fake-ffmpeg');
+    writeFileSync(
+      fake,
+      '#!/bin/sh\nfor i in 1 2 3 4 5 6 7 8 9 10; do echo "noise $i" >&2; done\necho "fatal: encoder exploded" >&2\nexit 3\n',
+    );
+    chmodSync(fake, 0o755);
+    process.env.RDFLOW_FFMPEG = fake;
+    const w = openVideoWriter({ format: 'mp4', fps: 8, path: path.join(dir, 'y.mp4') });
+    const err = await (async () => {
+      await w.write(movingFrames(4, 32, 32));
+      await w.finish();
+    })().catch((e: unknown) => e);
+    const msg = (err as Error).message;
+    expect(msg).toMatch(/exited with code 3/);
+    expect(msg).toMatch(/fatal: encoder exploded$/);
+    expect(msg).not.toMatch(/noise 1\b/); // only the tail
+    expect(readdirSync(dir)).toEqual(['fake-ffmpeg']);
+  });
+
+  it('finish without frames is an error, not an empty file', async () => {
+    const dir = tempDir();
+    const w = openVideoWriter({ format: 'gif', fps: 8, path: path.join(dir, 'e.gif') });
+    await expect(w.finish()).rejects.toThrow(/no frames were written/);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('validateVideoOptions', () => {
+  it('accepts good options', () => {
+    expect(validateVideoOptions({ format: 'mp4', fps: 8, width: 256, height: 256 })).toEqual([]);
+    expect(validateVideoOptions({ format: 'gif', fps: 60, width: 255, height: 17 })).toEqual([]);
+  });
+  it('names unknown formats, fps outside 1..60 and odd MP4 sizes', () => {
+    expect(validateVideoOptions({ format: 'avi', fps: 8 })).toEqual([
+      expect.stringMatching(/"avi".*mp4, gif, webp, png/),
+    ]);
+    expect(validateVideoOptions({ format: 'mp4', fps: 0 })).toEqual([
+      expect.stringMatching(/fps 0 is outside 1\.\.60/),
+    ]);
+    expect(validateVideoOptions({ format: 'gif', fps: 61 })).toEqual([
+      expect.stringMatching(/outside 1\.\.60.*GIF/),
+    ]);
+    expect(validateVideoOptions({ format: 'mp4', fps: 8, width: 33, height: 31 })).toEqual([
+      expect.stringMatching(/even width, got 33/),
+      expect.stringMatching(/even height, got 31/),
+    ]);
+  });
+  it('openVideoWriter refuses bad options at once', () => {
+    expect(() => openVideoWriter({ format: 'mp4', fps: 120, path: '/tmp/x.mp4' })).toThrow(/fps 120/);
+  });
+});
