@@ -1,0 +1,306 @@
+// `startServer`: the ComfyUI-compatible HTTP + WebSocket server over the engine, with a persistent
+// prompt queue. Knows nothing of tensors: it moves prompts, events and files.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
+import path from 'node:path';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { WebSocketServer } from 'ws';
+import type { AnyNodeDef, NodePaths } from '../engine/define.ts';
+import { createEngine } from '../engine/index.ts';
+import { errorBody, HttpError } from './errors.ts';
+import { createHub, type HubOptions } from './hub.ts';
+import { defaultLimits, type Limits } from './limits.ts';
+import { createApiRouter, listModelDirs, repoRoot } from './routes.ts';
+import { createRunner } from './runner.ts';
+import { checkAccess, isLoopbackHost, listenProblem, TOKEN_COOKIE } from './security.ts';
+import { openStore } from './store.ts';
+
+export type { Limits } from './limits.ts';
+export type { PromptQueue, HistoryStore, QueueItem, HistoryEntry } from './queue.ts';
+export { CRASHED_MESSAGE } from './runner.ts';
+
+export interface ServerOptions {
+  /** Default 8188; 0 picks a free port (returned). */
+  port?: number;
+  /** Bind address, default 127.0.0.1. A non-loopback address requires an auth token. */
+  host?: string;
+  outputDir?: string;
+  inputDir?: string;
+  tempDir?: string;
+  modelsDir?: string;
+  /** Queue and history store; default `.rdflow/` beside the output dir. */
+  dataDir?: string;
+  /** Required for non-loopback binds (else `RDFLOW_AUTH_TOKEN`); enforced whenever set. */
+  authToken?: string;
+  /** Node types; default every node rdflow ships (nodes/index.ts). */
+  nodes?: readonly AnyNodeDef[];
+  cacheBytes?: number;
+  /** Caps on what one prompt may ask for (frames × resolution × clips). */
+  limits?: Partial<Limits>;
+  /** Built editor; default dist/client in the repo. */
+  clientDir?: string;
+  jsonLimitBytes?: number;
+  maxUploadBytes?: number;
+  historyLimit?: number;
+  ws?: HubOptions;
+  /** Where server messages go; default stderr. */
+  log?: (message: string) => void;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+const API_PATH =
+  /^\/(api|prompt|queue|history|view|object_info|interrupt|upload|system_stats|embeddings|extensions|models|free|ws)(\/|$)/;
+
+const NO_CLIENT_PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>rdflow</title></head>
+<body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
+<h1>rdflow server</h1><p>The API is running. The editor has not been built: run
+<code>npm run build:client</code> and reload this page.</p></body></html>`;
+
+let processHandlersInstalled = false;
+
+/** The server must never die on input; anything that escapes a handler is logged, not fatal. */
+function installProcessHandlers(log: (m: string) => void): void {
+  if (processHandlersInstalled) return;
+  processHandlersInstalled = true;
+  process.on('unhandledRejection', (reason) => log(`unhandled rejection: ${String(reason)}`));
+  process.on('uncaughtException', (err) => log(`uncaught exception: ${err.stack ?? String(err)}`));
+}
+
+function readVersion(): string {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as {
+      version?: string;
+    };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** Drops onnxruntime sessions if the runtime module is present (it may not be loaded at all). */
+async function releaseRuntime(): Promise<void> {
+  const spec = '../runtime/index.ts';
+  const mod = (await import(spec).catch(() => undefined)) as
+    { getRuntime?: () => { release(): Promise<void> } } | undefined;
+  await mod?.getRuntime?.().release();
+}
+
+async function defaultNodes(): Promise<readonly AnyNodeDef[]> {
+  const mod = (await import('../../nodes/index.ts')) as { allNodes: readonly AnyNodeDef[] };
+  return mod.allNodes;
+}
+
+interface BodyParserError {
+  type?: string;
+  status?: number;
+  statusCode?: number;
+  message?: string;
+}
+
+function rejectUpgrade(socket: Duplex, status: number, message: string): void {
+  const reason = status === 401 ? 'Unauthorized' : status === 403 ? 'Forbidden' : 'Bad Request';
+  socket.end(
+    `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
+      `Content-Length: ${Buffer.byteLength(message)}\r\n\r\n${message}`,
+  );
+}
+
+export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
+  const log = opts.log ?? ((m: string) => process.stderr.write(`[rdflow] ${m}\n`));
+  const host = opts.host ?? '127.0.0.1';
+  const token = opts.authToken ?? (process.env.RDFLOW_AUTH_TOKEN || undefined);
+  const problem = listenProblem(host, token);
+  if (problem) throw new Error(problem);
+  const policy = { token, loopback: isLoopbackHost(host) };
+
+  const output = path.resolve(opts.outputDir ?? 'output');
+  const paths: NodePaths = {
+    output,
+    input: path.resolve(opts.inputDir ?? path.join(path.dirname(output), 'input')),
+    temp: path.resolve(opts.tempDir ?? path.join(path.dirname(output), 'temp')),
+    models: path.resolve(opts.modelsDir ?? 'models'),
+  };
+  for (const dir of [paths.output, paths.input, paths.temp]) fs.mkdirSync(dir, { recursive: true });
+  const dataDir = path.resolve(opts.dataDir ?? path.join(path.dirname(output), '.rdflow'));
+
+  installProcessHandlers(log);
+  const nodes = opts.nodes ?? (await defaultNodes());
+  const engine = createEngine({ nodes, paths, cacheBytes: opts.cacheBytes });
+  const store = openStore(dataDir, { historyLimit: opts.historyLimit });
+  const hub = createHub(opts.ws);
+
+  const queueRemaining = () => store.queue.remaining();
+  const queueChanged = () => {
+    queueRemaining()
+      .then((n) => hub.send('status', { status: { exec_info: { queue_remaining: n } } }, null))
+      .catch((err: unknown) => log(`status broadcast failed: ${String(err)}`));
+  };
+  const runner = createRunner({
+    engine,
+    queue: store.queue,
+    history: store.history,
+    hub,
+    onQueueChange: queueChanged,
+    log,
+  });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const decision = checkAccess(policy, {
+      origin: req.headers.origin,
+      host: req.headers.host,
+      authorization: req.headers.authorization,
+      cookie: req.headers.cookie,
+      url: req.originalUrl,
+    });
+    if (!decision.ok) {
+      // The editor's static files are public; only the API needs the token.
+      const staticGet = decision.status === 401 && req.method === 'GET' && !API_PATH.test(req.path);
+      if (!staticGet) {
+        res.status(decision.status).json(errorBody('forbidden', decision.message));
+        return;
+      }
+    } else if (decision.setCookie && token) {
+      res.cookie(TOKEN_COOKIE, token, { httpOnly: true, sameSite: 'strict', path: '/' });
+    }
+    next();
+  });
+
+  const router = createApiRouter({
+    engine,
+    nodes,
+    queue: store.queue,
+    history: store.history,
+    runner,
+    paths,
+    limits: { ...defaultLimits, ...opts.limits },
+    jsonLimitBytes: opts.jsonLimitBytes ?? 10 * 1024 * 1024,
+    maxUploadBytes: opts.maxUploadBytes ?? 100 * 1024 * 1024,
+    queueChanged,
+    releaseModels: releaseRuntime,
+    listModels: () => listModelDirs(paths.models),
+    version: readVersion(),
+  });
+  app.use('/api', router);
+  app.use(router);
+
+  const clientDir = path.resolve(opts.clientDir ?? path.join(repoRoot, 'dist', 'client'));
+  if (fs.existsSync(path.join(clientDir, 'index.html'))) {
+    app.use(express.static(clientDir, { index: 'index.html' }));
+  } else {
+    app.get('/', (_req, res) => {
+      res.type('html').send(NO_CLIENT_PAGE);
+    });
+  }
+
+  app.use((req: Request, res: Response) => {
+    res.status(404).json(errorBody('not_found', `No route for ${req.method} ${req.path}`));
+  });
+
+  // Express 5 forwards rejected handlers here; every failure is answered in api.md's error shape.
+  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
+    void _next;
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    if (err instanceof HttpError) {
+      res.status(err.status).json(errorBody(err.type, err.message, err.details));
+      return;
+    }
+    const e = (typeof err === 'object' && err !== null ? err : {}) as BodyParserError;
+    const status = e.status ?? e.statusCode ?? 500;
+    if (e.type === 'entity.too.large') {
+      res.status(413).json(errorBody('request_too_large', 'The request body is too large.', e.message ?? ''));
+    } else if (e.type === 'entity.parse.failed') {
+      res
+        .status(400)
+        .json(errorBody('invalid_prompt', 'The request body is not valid JSON.', e.message ?? ''));
+    } else if (status >= 400 && status < 500) {
+      res.status(status).json(errorBody('invalid_request', e.message ?? 'Bad request'));
+    } else {
+      log(`request failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      res.status(500).json(errorBody('server_error', 'Internal server error.'));
+    }
+  });
+
+  const server = http.createServer(app);
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+  server.on('upgrade', (req, socket, head) => {
+    socket.on('error', () => socket.destroy());
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (url.pathname !== '/ws' && url.pathname !== '/api/ws') {
+      rejectUpgrade(socket, 400, 'WebSocket endpoint is /ws');
+      return;
+    }
+    const decision = checkAccess(policy, {
+      origin: req.headers.origin,
+      host: req.headers.host,
+      authorization: req.headers.authorization,
+      cookie: req.headers.cookie,
+      url: req.url,
+    });
+    if (!decision.ok) {
+      rejectUpgrade(socket, decision.status, decision.message);
+      return;
+    }
+    const asked = url.searchParams.get('clientId');
+    const clientId = asked && asked.length <= 128 ? asked : crypto.randomUUID().replaceAll('-', '');
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      hub.add(ws, clientId);
+      queueRemaining()
+        .then((n) => {
+          ws.send(
+            JSON.stringify({
+              type: 'status',
+              data: { status: { exec_info: { queue_remaining: n } }, sid: clientId },
+            }),
+          );
+        })
+        .catch(() => undefined);
+    });
+  });
+  server.on('clientError', (_err, socket) => socket.destroy());
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 8188, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  await runner.start();
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : (opts.port ?? 8188);
+  const urlHost = host.includes(':') ? `[${host}]` : host;
+
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${urlHost}:${port}`,
+    port,
+    close() {
+      closing ??= (async () => {
+        await runner.stop();
+        hub.close();
+        wss.close();
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+        await store.close();
+        engine.close();
+      })();
+      return closing;
+    },
+  };
+}

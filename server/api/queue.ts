@@ -1,0 +1,71 @@
+// The prompt queue and history behind small interfaces, so an embedded store (store.ts, LMDB) can
+// later be swapped for a shared one (BullMQ/Redis) without touching routes or the runner.
+import type { ApiPrompt } from '../engine/types.ts';
+import type { UiOutput } from '../engine/define.ts';
+
+/** One queued prompt; on the wire it is ComfyUI's tuple [number, prompt_id, prompt, extra_data, outputs]. */
+export interface QueueItem {
+  /** Sort key: ComfyUI's `number` (FIFO counter; negative for `front: true`, so those jump). */
+  number: number;
+  promptId: string;
+  prompt: ApiPrompt;
+  extraData: Record<string, unknown>;
+  /** Output node ids to execute. */
+  outputs: string[];
+}
+
+export type QueueTuple = [number, string, ApiPrompt, Record<string, unknown>, string[]];
+
+export function toTuple(item: QueueItem): QueueTuple {
+  return [item.number, item.promptId, item.prompt, item.extraData, item.outputs];
+}
+
+export interface PromptQueue {
+  /**
+   * Adds a prompt, durably (persisted before the promise resolves). Without an explicit `number`,
+   * FIFO; `front` puts it before everything pending (latest front first, as ComfyUI does).
+   */
+  enqueue(
+    item: Omit<QueueItem, 'number'> & { number?: number },
+    opts?: { front?: boolean },
+  ): Promise<QueueItem>;
+  /** Atomically takes the first pending prompt and marks it running; undefined when none is pending. */
+  next(): Promise<QueueItem | undefined>;
+  /** The prompt marked running, if any. */
+  running(): Promise<QueueItem | undefined>;
+  /** Pending prompts in run order. */
+  pending(): Promise<QueueItem[]>;
+  /** Pending + running, ComfyUI's queue_remaining. */
+  remaining(): Promise<number>;
+  /** Removes these pending prompts; returns the ids removed. */
+  delete(promptIds: readonly string[]): Promise<string[]>;
+  /** Removes every pending prompt. */
+  clear(): Promise<void>;
+  /** The running prompt is done (its history is written first); clears the running mark. */
+  complete(promptId: string): Promise<void>;
+  /** Whether a prompt id is pending or running (prompt ids are unique). */
+  has(promptId: string): Promise<boolean>;
+}
+
+export interface HistoryStatus {
+  status_str: 'success' | 'error';
+  completed: boolean;
+  messages: [string, Record<string, unknown>][];
+}
+
+/** ComfyUI's history entry. */
+export interface HistoryEntry {
+  prompt: QueueTuple;
+  outputs: Record<string, UiOutput>;
+  status: HistoryStatus;
+  meta: Record<string, { node_id: string; display_node: string; parent_node: null; real_node_id: string }>;
+}
+
+export interface HistoryStore {
+  put(promptId: string, entry: HistoryEntry): Promise<void>;
+  get(promptId: string): Promise<HistoryEntry | undefined>;
+  /** Oldest first; with maxItems, only the newest maxItems. */
+  list(maxItems?: number): Promise<[string, HistoryEntry][]>;
+  delete(promptIds: readonly string[]): Promise<void>;
+  clear(): Promise<void>;
+}

@@ -1,0 +1,325 @@
+// api.md's HTTP endpoints. The router is mounted at `/` and at `/api`, as ComfyUI does.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import express, { type Request, type Response, type Router } from 'express';
+import type { AnyNodeDef, NodePaths } from '../engine/define.ts';
+import type { ApiPrompt, Engine } from '../engine/types.ts';
+import { isCanvasWorkflow, toApiPrompt } from '../engine/index.ts';
+import { errorBody, HttpError } from './errors.ts';
+import { checkLimits, type Limits } from './limits.ts';
+import { PathError, resolveExisting } from './paths.ts';
+import { toTuple, type HistoryEntry, type HistoryStore, type PromptQueue } from './queue.ts';
+import type { Runner } from './runner.ts';
+import { handleUpload, UploadError } from './upload.ts';
+
+export interface ApiContext {
+  engine: Engine;
+  nodes: readonly AnyNodeDef[];
+  queue: PromptQueue;
+  history: HistoryStore;
+  runner: Runner;
+  paths: NodePaths;
+  limits: Limits;
+  jsonLimitBytes: number;
+  maxUploadBytes: number;
+  /** Pending/running changed: broadcast `status`. */
+  queueChanged(): void;
+  /** Drops loaded model sessions (POST /free {unload_models}). */
+  releaseModels(): Promise<void>;
+  /** Model folder names under the models dir (GET /models/video_models). */
+  listModels(): string[];
+  version: string;
+}
+
+type Json = Record<string, unknown>;
+
+function isObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The JSON body as an object; an absent body is `{}` (clients POST /interrupt without one). */
+function bodyObject(req: Request): Json {
+  const b: unknown = req.body;
+  if (b === undefined || b === null) return {};
+  if (!isObject(b)) throw new HttpError(400, 'invalid_request', 'The request body must be a JSON object.');
+  return b;
+}
+
+function stringIds(v: unknown, field: string): string[] {
+  if (v === undefined) return [];
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
+    throw new HttpError(400, 'invalid_request', `${field} must be a list of prompt ids.`);
+  }
+  return v as string[];
+}
+
+function queryString(req: Request, name: string, fallback: string): string {
+  const v = req.query[name];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'string') throw new HttpError(400, 'invalid_request', `${name} must be given once.`);
+  return v;
+}
+
+const PROMPT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
+
+export function createApiRouter(ctx: ApiContext): Router {
+  const r = express.Router();
+  // ComfyUI's own examples POST JSON without a JSON content type (urllib's form default), so the
+  // body is parsed as JSON whatever the Content-Type says.
+  const json = express.json({ limit: ctx.jsonLimitBytes, strict: false, type: () => true });
+
+  const remaining = async () => ({ exec_info: { queue_remaining: await ctx.queue.remaining() } });
+
+  r.get('/prompt', async (_req, res) => {
+    res.json(await remaining());
+  });
+
+  r.post('/prompt', json, async (req, res) => {
+    const body = bodyObject(req);
+    if (!('prompt' in body)) {
+      res.status(400).json(errorBody('no_prompt', 'No prompt provided', 'No prompt provided'));
+      return;
+    }
+    let prompt: unknown = body.prompt;
+    if (isCanvasWorkflow(prompt)) {
+      try {
+        prompt = toApiPrompt(prompt, ctx.nodes);
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        res.status(400).json(errorBody('invalid_prompt', `Invalid workflow: ${message}`, message));
+        return;
+      }
+    }
+    let validation;
+    try {
+      validation = await ctx.engine.validate(prompt as ApiPrompt);
+    } catch (err) {
+      // The engine checks the shape itself; anything it still trips on is the prompt's fault.
+      const message = err instanceof Error ? err.message : String(err);
+      res.status(400).json(errorBody('invalid_prompt', `Invalid prompt: ${message}`, message));
+      return;
+    }
+    if (!validation.ok) {
+      res.status(400).json({ error: validation.error, node_errors: validation.nodeErrors });
+      return;
+    }
+    const apiPrompt = prompt as ApiPrompt;
+    const limitErrors = checkLimits(apiPrompt, ctx.limits);
+    if (limitErrors) {
+      const reasons = Object.values(limitErrors)
+        .flatMap((e) => e.errors.map((x) => x.message))
+        .join(' ');
+      res
+        .status(400)
+        .json(
+          errorBody(
+            'prompt_outputs_failed_validation',
+            'Prompt exceeds the server limits',
+            reasons,
+            limitErrors,
+          ),
+        );
+      return;
+    }
+    let promptId: string = crypto.randomUUID();
+    if (body.prompt_id !== undefined) {
+      if (typeof body.prompt_id !== 'string' || !PROMPT_ID.test(body.prompt_id)) {
+        throw new HttpError(400, 'invalid_prompt', 'prompt_id must be 1-128 letters, digits, or _.:-');
+      }
+      if (await ctx.queue.has(body.prompt_id)) {
+        throw new HttpError(400, 'invalid_prompt', `prompt_id ${body.prompt_id} is already queued.`);
+      }
+      promptId = body.prompt_id;
+    }
+    const extraData: Json = isObject(body.extra_data) ? { ...body.extra_data } : {};
+    if (typeof body.client_id === 'string') extraData.client_id = body.client_id;
+    const number = typeof body.number === 'number' && Number.isFinite(body.number) ? body.number : undefined;
+    const item = await ctx.queue.enqueue(
+      { promptId, prompt: apiPrompt, extraData, outputs: validation.outputs, number },
+      { front: body.front === true },
+    );
+    ctx.runner.wake();
+    ctx.queueChanged();
+    res.json({ prompt_id: promptId, number: item.number, node_errors: {} });
+  });
+
+  r.get('/queue', async (_req, res) => {
+    const running = await ctx.queue.running();
+    const pending = await ctx.queue.pending();
+    res.json({ queue_running: running ? [toTuple(running)] : [], queue_pending: pending.map(toTuple) });
+  });
+
+  r.post('/queue', json, async (req, res) => {
+    const body = bodyObject(req);
+    const ids = stringIds(body.delete, 'delete');
+    if (body.clear === true) await ctx.queue.clear();
+    if (ids.length > 0) {
+      await ctx.queue.delete(ids);
+      // Deleting the running prompt stops it (it still ends with history and `executing null`).
+      const running = ctx.runner.runningId();
+      if (running !== undefined && ids.includes(running)) ctx.runner.interrupt(running);
+    }
+    ctx.queueChanged();
+    res.json({});
+  });
+
+  r.post('/interrupt', json, async (req, res) => {
+    const body = bodyObject(req);
+    const id = body.prompt_id;
+    if (id !== undefined && typeof id !== 'string') {
+      throw new HttpError(400, 'invalid_request', 'prompt_id must be a string.');
+    }
+    if (id === undefined) {
+      ctx.runner.interrupt();
+    } else if (!ctx.runner.interrupt(id)) {
+      // Not running: a pending prompt of that id is dropped instead.
+      if ((await ctx.queue.delete([id])).length > 0) ctx.queueChanged();
+    }
+    res.json({});
+  });
+
+  const historyObject = (entries: [string, HistoryEntry][]) => Object.fromEntries(entries);
+
+  r.get('/history', async (req, res) => {
+    const raw = queryString(req, 'max_items', '');
+    let max: number | undefined;
+    if (raw !== '') {
+      max = Number(raw);
+      if (!Number.isInteger(max) || max < 0)
+        throw new HttpError(400, 'invalid_request', 'max_items must be an integer ≥ 0.');
+    }
+    res.json(historyObject(await ctx.history.list(max)));
+  });
+
+  r.get('/history/:promptId', async (req, res) => {
+    const id = String(req.params.promptId);
+    const entry = await ctx.history.get(id);
+    res.json(entry ? { [id]: entry } : {});
+  });
+
+  r.post('/history', json, async (req, res) => {
+    const body = bodyObject(req);
+    const ids = stringIds(body.delete, 'delete');
+    if (body.clear === true) await ctx.history.clear();
+    if (ids.length > 0) await ctx.history.delete(ids);
+    res.json({});
+  });
+
+  r.get('/view', async (req, res) => {
+    const type = queryString(req, 'type', 'output');
+    if (type !== 'output' && type !== 'input' && type !== 'temp') {
+      throw new HttpError(400, 'invalid_request', 'type must be output, input or temp.');
+    }
+    const filename = queryString(req, 'filename', '');
+    const subfolder = queryString(req, 'subfolder', '');
+    let file: string;
+    try {
+      file = await resolveExisting(ctx.paths[type], subfolder, filename);
+    } catch (err) {
+      if (err instanceof PathError) throw new HttpError(err.status, 'invalid_path', err.message);
+      throw err;
+    }
+    res.sendFile(file, { dotfiles: 'allow', headers: { 'Cache-Control': 'no-cache' } });
+  });
+
+  r.get('/object_info', (_req, res) => {
+    res.json(ctx.engine.objectInfo());
+  });
+
+  r.get('/object_info/:nodeClass', (req, res) => {
+    const info = ctx.engine.objectInfo();
+    const name = String(req.params.nodeClass);
+    res.json(Object.hasOwn(info, name) ? { [name]: info[name] } : {});
+  });
+
+  r.post('/upload/image', async (req, res) => {
+    try {
+      res.json(await handleUpload(req, ctx.paths, ctx.maxUploadBytes));
+    } catch (err) {
+      if (err instanceof UploadError) throw new HttpError(err.status, 'invalid_upload', err.message);
+      throw err;
+    }
+  });
+
+  r.get('/system_stats', (_req, res) => {
+    const total = os.totalmem();
+    const free = os.freemem();
+    res.json({
+      system: {
+        os: process.platform,
+        ram_total: total,
+        ram_free: free,
+        rdflow_version: ctx.version,
+        node_version: process.version,
+        argv: process.argv,
+        cpu_count: os.cpus().length,
+      },
+      // Inference runs on the CPU build of onnxruntime: the one device is the CPU and its RAM.
+      devices: [
+        {
+          name: 'cpu',
+          type: 'cpu',
+          index: 0,
+          vram_total: total,
+          vram_free: free,
+          torch_vram_total: 0,
+          torch_vram_free: 0,
+        },
+      ],
+    });
+  });
+
+  r.get('/embeddings', (_req, res) => {
+    res.json([]);
+  });
+  r.get('/extensions', (_req, res) => {
+    res.json([]);
+  });
+  r.get('/models', (_req, res) => {
+    res.json(['video_models']);
+  });
+  r.get('/models/:folder', (req, res) => {
+    res.json(req.params.folder === 'video_models' ? ctx.listModels() : []);
+  });
+
+  r.post('/free', json, async (req, res) => {
+    const body = bodyObject(req);
+    // Applied between prompts, never under a running one (as ComfyUI defers it).
+    if (body.unload_models === true) {
+      void ctx.runner.whenIdle(async () => {
+        ctx.engine.clearCache();
+        await ctx.releaseModels();
+      });
+    } else if (body.free_memory === true) {
+      void ctx.runner.whenIdle(() => ctx.engine.clearCache());
+    }
+    res.json({});
+  });
+
+  return r;
+}
+
+/** Model folder names (directories) under `modelsDir`; none if it is missing. */
+export function listModelDirs(modelsDir: string): string[] {
+  try {
+    return fs
+      .readdirSync(modelsDir, { withFileTypes: true })
+      .filter((d) => d.isDirectory() && !d.name.startsWith('.'))
+      .map((d) => d.name)
+      .sort();
+  } catch {
+    return [];
+  }
+}
+
+export function sendError(res: Response, status: number, type: string, message: string, details = ''): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  res.status(status).json(errorBody(type, message, details));
+}
+
+export const repoRoot = path.resolve(import.meta.dirname, '..', '..');

@@ -1,0 +1,263 @@
+// Runs queued prompts one at a time: takes the next, streams the engine's events to the hub,
+// writes history, then sends the final `executing {node: null}` (api.md order: history first, and
+// that message for every prompt that ends, whatever the outcome).
+import type { Engine, RunResultSummary } from '../engine/types.ts';
+import type { UiOutput } from '../engine/define.ts';
+import { previewFrame, type Hub } from './hub.ts';
+import { HISTORY_MESSAGE_TYPES, toWire } from './messages.ts';
+import {
+  toTuple,
+  type HistoryEntry,
+  type HistoryStatus,
+  type HistoryStore,
+  type PromptQueue,
+  type QueueItem,
+} from './queue.ts';
+
+export interface RunnerDeps {
+  engine: Engine;
+  queue: PromptQueue;
+  history: HistoryStore;
+  hub: Hub;
+  /** Called whenever pending/running changes (the server broadcasts `status`). */
+  onQueueChange(): void;
+  log(message: string): void;
+}
+
+export interface Runner {
+  /** Starts the loop (after settling a prompt that was running when the process died). */
+  start(): Promise<void>;
+  /** A prompt was queued. */
+  wake(): void;
+  /** Interrupts the running prompt (only if it is `promptId`, when given). True if one was. */
+  interrupt(promptId?: string): boolean;
+  runningId(): string | undefined;
+  /** Runs `task` when no prompt is running (now, or right after the current one). */
+  whenIdle(task: () => Promise<void> | void): Promise<void>;
+  /** Interrupts the running prompt, waits for its history, stops taking prompts. */
+  stop(): Promise<void>;
+}
+
+/** What restart does with a prompt that was running when the process died: it is not re-run. */
+export const CRASHED_MESSAGE =
+  'The server stopped while this prompt was running; it was not run again (queue it again to retry).';
+
+export function clientIdOf(item: QueueItem): string | null {
+  const id = item.extraData.client_id;
+  return typeof id === 'string' && id !== '' ? id : null;
+}
+
+function outputMeta(outputs: Record<string, UiOutput>): HistoryEntry['meta'] {
+  const meta: HistoryEntry['meta'] = {};
+  for (const id of Object.keys(outputs)) {
+    meta[id] = { node_id: id, display_node: id, parent_node: null, real_node_id: id };
+  }
+  return meta;
+}
+
+export function createRunner(deps: RunnerDeps): Runner {
+  const { engine, queue, history, hub } = deps;
+  let current: { item: QueueItem; controller: AbortController } | undefined;
+  let stopped = false;
+  let wakeUp: (() => void) | undefined;
+  let loopDone: Promise<void> | undefined;
+  const idleTasks: (() => Promise<void> | void)[] = [];
+
+  const runIdleTasks = async () => {
+    while (idleTasks.length > 0) {
+      const task = idleTasks.shift()!;
+      try {
+        await task();
+      } catch (err) {
+        deps.log(`idle task failed: ${String(err)}`);
+      }
+    }
+  };
+
+  async function settleCrashed(): Promise<void> {
+    const crashed = await queue.running();
+    if (!crashed) return;
+    if (!(await history.get(crashed.promptId))) {
+      const data = {
+        prompt_id: crashed.promptId,
+        node_id: null,
+        node_type: null,
+        executed: [],
+        exception_message: CRASHED_MESSAGE,
+        exception_type: 'ServerRestart',
+        traceback: [],
+        current_inputs: {},
+        current_outputs: {},
+        timestamp: Date.now(),
+      };
+      await history.put(crashed.promptId, {
+        prompt: toTuple(crashed),
+        outputs: {},
+        status: { status_str: 'error', completed: false, messages: [['execution_error', data]] },
+        meta: {},
+      });
+    }
+    await queue.complete(crashed.promptId);
+    deps.log(`prompt ${crashed.promptId} was running when the server stopped; marked failed in history`);
+  }
+
+  async function runOne(item: QueueItem, signal: AbortSignal): Promise<void> {
+    const clientId = clientIdOf(item);
+    const promptId = item.promptId;
+    const messages: HistoryStatus['messages'] = [];
+    const send = (type: string, data: Record<string, unknown>, toAll = false, droppable = false) => {
+      if (HISTORY_MESSAGE_TYPES.has(type)) messages.push([type, data]);
+      hub.send(type, data, toAll ? null : clientId, { droppable });
+    };
+    let result: RunResultSummary | undefined;
+    try {
+      const r = await engine.run(item.prompt, {
+        promptId,
+        signal,
+        onEvent(e) {
+          const w = toWire(e);
+          if (w.kind === 'preview') hub.sendBinary(previewFrame(w.format, w.data), clientId);
+          else send(w.type, w.data, w.toAll, w.droppable);
+        },
+      });
+      if (r.status === 'invalid') {
+        // Valid when queued, invalid now (a model folder vanished, say): report it as an error.
+        const [nodeId, ne] = Object.entries(r.validation.nodeErrors)[0] ?? [null, undefined];
+        const reason = ne?.errors.map((x) => x.message).join('; ') ?? r.validation.error.message;
+        result = { status: 'error', outputs: {}, nodeId: nodeId ?? '', message: reason };
+        send('execution_error', {
+          prompt_id: promptId,
+          node_id: nodeId,
+          node_type: ne?.class_type ?? null,
+          executed: [],
+          exception_message: `${r.validation.error.message}: ${reason}`,
+          exception_type: 'ValidationError',
+          traceback: [],
+          current_inputs: {},
+          current_outputs: {},
+        });
+      } else {
+        result = r;
+      }
+    } catch (err) {
+      // The engine promises not to throw; if it does, the prompt still ends properly.
+      const message = err instanceof Error ? err.message : String(err);
+      deps.log(`engine.run threw for ${promptId}: ${message}`);
+      result = { status: 'error', outputs: {}, nodeId: '', message };
+      send('execution_error', {
+        prompt_id: promptId,
+        node_id: null,
+        node_type: null,
+        executed: [],
+        exception_message: message,
+        exception_type: err instanceof Error ? err.name : 'Error',
+        traceback: [],
+        current_inputs: {},
+        current_outputs: {},
+      });
+    }
+    const ended = messages.some(
+      ([t]) => t === 'execution_success' || t === 'execution_error' || t === 'execution_interrupted',
+    );
+    if (!ended && result.status === 'interrupted') {
+      send(
+        'execution_interrupted',
+        { prompt_id: promptId, node_id: result.nodeId, node_type: null, executed: [] },
+        true,
+      );
+    } else if (!ended && result.status === 'error') {
+      send('execution_error', {
+        prompt_id: promptId,
+        node_id: result.nodeId,
+        node_type: item.prompt[result.nodeId]?.class_type ?? null,
+        executed: [],
+        exception_message: result.message,
+        exception_type: 'Error',
+        traceback: [],
+        current_inputs: {},
+        current_outputs: {},
+      });
+    }
+    const success = result.status === 'success';
+    try {
+      await history.put(promptId, {
+        prompt: toTuple(item),
+        outputs: result.outputs,
+        status: { status_str: success ? 'success' : 'error', completed: success, messages },
+        meta: outputMeta(result.outputs),
+      });
+    } catch (err) {
+      deps.log(`could not write history for ${promptId}: ${String(err)}`);
+    }
+    await queue.complete(promptId);
+    hub.send('executing', { node: null, display_node: null, prompt_id: promptId }, clientId);
+  }
+
+  async function loop(): Promise<void> {
+    while (!stopped) {
+      let item: QueueItem | undefined;
+      try {
+        item = await queue.next();
+      } catch (err) {
+        deps.log(`queue.next failed: ${String(err)}`);
+      }
+      if (!item) {
+        await runIdleTasks();
+        if (stopped) break;
+        await new Promise<void>((resolve) => {
+          wakeUp = resolve;
+          if (idleTasks.length > 0) resolve();
+        });
+        wakeUp = undefined;
+        continue;
+      }
+      current = { item, controller: new AbortController() };
+      deps.onQueueChange();
+      try {
+        await runOne(item, current.controller.signal);
+      } catch (err) {
+        deps.log(`prompt ${item.promptId} failed outside the engine: ${String(err)}`);
+      }
+      current = undefined;
+      await runIdleTasks();
+      deps.onQueueChange();
+    }
+  }
+
+  return {
+    async start() {
+      await settleCrashed();
+      loopDone = loop();
+    },
+    wake() {
+      wakeUp?.();
+    },
+    interrupt(promptId) {
+      if (!current) return false;
+      if (promptId !== undefined && current.item.promptId !== promptId) return false;
+      current.controller.abort(new Error('Interrupted'));
+      return true;
+    },
+    runningId() {
+      return current?.item.promptId;
+    },
+    whenIdle(task) {
+      return new Promise<void>((resolve) => {
+        idleTasks.push(async () => {
+          try {
+            await task();
+          } finally {
+            resolve();
+          }
+        });
+        if (!current) wakeUp?.();
+      });
+    },
+    async stop() {
+      stopped = true;
+      current?.controller.abort(new Error('Server shutting down'));
+      wakeUp?.();
+      await loopDone;
+    },
+  };
+}
