@@ -93,7 +93,9 @@ export interface OutputSpec<T> {
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- erased element type of heterogeneous tuples
 export type OutputSpecs = readonly OutputSpec<any>[];
 
-export type OutputValues<O extends OutputSpecs> = { -readonly [K in keyof O]: O[K] extends OutputSpec<infer T> ? T : never };
+export type OutputValues<O extends OutputSpecs> = {
+  -readonly [K in keyof O]: O[K] extends OutputSpec<infer T> ? T : never;
+};
 
 /** ComfyUI's UI output of a node: `{images: [{filename, subfolder, type}], animated: [true], ...}`. */
 export type UiOutput = Record<string, unknown[]>;
@@ -184,7 +186,10 @@ export interface AnyNodeDef {
     env: NodeEnv,
   ): ValidationIssue[] | undefined | Promise<ValidationIssue[] | undefined>;
   fingerprint?(inputs: Record<string, unknown>, env: NodeEnv): string | Promise<string>;
-  run(inputs: Record<string, unknown>, ctx: RunContext): RunResult<OutputSpecs> | Promise<RunResult<OutputSpecs>>;
+  run(
+    inputs: Record<string, unknown>,
+    ctx: RunContext,
+  ): RunResult<OutputSpecs> | Promise<RunResult<OutputSpecs>>;
 }
 
 export function defineNode<
@@ -233,7 +238,9 @@ export const input = {
       schema: z.number().finite().min(min).max(max),
     };
   },
-  string(o: { default?: string; multiline?: boolean; tooltip?: string; maxLength?: number } = {}): StringSpec {
+  string(
+    o: { default?: string; multiline?: boolean; tooltip?: string; maxLength?: number } = {},
+  ): StringSpec {
     return {
       kind: 'STRING',
       default: o.default ?? '',

@@ -38,8 +38,7 @@ export interface PromptError {
 }
 
 export type ValidationResult =
-  | { ok: true; outputs: string[] }
-  | { ok: false; error: PromptError; nodeErrors: NodeErrors };
+  { ok: true; outputs: string[] } | { ok: false; error: PromptError; nodeErrors: NodeErrors };
 
 /** Everything the engine reports while running one prompt (api.md message types, camelCased). */
 export type EngineEvent =
@@ -97,7 +96,10 @@ export interface Engine {
   /** Every problem at once, nothing run. */
   validate(prompt: ApiPrompt): Promise<ValidationResult>;
   /** Validates, then runs what the output nodes need. Never throws for bad input or node errors. */
-  run(prompt: ApiPrompt, options: RunOptions): Promise<RunResultSummary | { status: 'invalid'; validation: ValidationResult & { ok: false } }>;
+  run(
+    prompt: ApiPrompt,
+    options: RunOptions,
+  ): Promise<RunResultSummary | { status: 'invalid'; validation: ValidationResult & { ok: false } }>;
   /** Drops cached outputs (POST /free). */
   clearCache(): void;
   /** ComfyUI /object_info for all node types. */
