@@ -1,6 +1,7 @@
 // resolveOutputPath: ComfyUI-style filename_prefix → a file inside the output folder with the next
 // free 5-digit counter; anything that could leave the output folder is refused.
-import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OutputPathError, resolveOutputPath } from '../../nodes/lib/video/index.ts';
@@ -34,13 +35,24 @@ describe('resolveOutputPath', () => {
     }
     expect(resolveOutputPath(out, 'clip', 'mp4').filename).toBe('clip_00008.mp4');
     // A run still writing under its temporary name has claimed its counter.
-    writeFileSync(path.join(out, '.clip_00008.tmp-123-abcd.mp4'), '');
+    writeFileSync(path.join(out, `.clip_00008.tmp-${process.pid}-abcd.mp4`), '');
     expect(resolveOutputPath(out, 'clip', 'mp4').filename).toBe('clip_00009.mp4');
     expect(resolveOutputPath(out, 'clip', 'gif').filename).toBe('clip_00010.gif');
     // Prefix characters are literal, not a pattern.
     writeFileSync(path.join(out, 'a.b_00003.mp4'), '');
     expect(resolveOutputPath(out, 'a.b', 'mp4').filename).toBe('a.b_00004.mp4');
     expect(resolveOutputPath(out, 'a+b', 'mp4').filename).toBe('a+b_00001.mp4');
+  });
+
+  it('deletes temp files left by a process that no longer exists, and keeps live ones', () => {
+    const out = tempDir();
+    const deadPid = spawnSync(process.execPath, ['-e', '0']).pid as number;
+    const stale = `.clip_00004.tmp-${deadPid}-0bad.mp4`;
+    const live = `.clip_00002.tmp-${process.pid}-600d.mp4`;
+    writeFileSync(path.join(out, stale), 'partial');
+    writeFileSync(path.join(out, live), 'in progress');
+    expect(resolveOutputPath(out, 'clip', 'mp4').filename).toBe('clip_00003.mp4');
+    expect(readdirSync(out)).toEqual([live]);
   });
 
   it.each([

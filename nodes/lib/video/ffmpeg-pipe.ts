@@ -68,7 +68,11 @@ export function startFfmpeg(bin: string, args: readonly string[], what: string):
     async write(bytes) {
       if (exitInfo) throw failure(exitInfo);
       if (child.stdin.write(bytes)) return;
-      const ok = await Promise.race([once(child.stdin, 'drain').then(() => true), exited.then(() => false)]);
+      const drained = once(child.stdin, 'drain').then(
+        () => true,
+        () => false, // EPIPE: ffmpeg is gone; its exit status says why
+      );
+      const ok = await Promise.race([drained, exited.then(() => false)]);
       if (!ok) throw failure(exitInfo ?? (await exited));
     },
     async end() {

@@ -1,7 +1,7 @@
 // Output file names the way ComfyUI's save nodes pick them: a user `filename_prefix` (which may name
 // a subfolder, "videos/clip") resolved inside the output folder, plus the next free 5-digit counter:
 // clip_00001.mp4, clip_00002.mp4, ...
-import { mkdirSync, readdirSync, realpathSync } from 'node:fs';
+import { mkdirSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import path from 'node:path';
 
 export interface OutputTarget {
@@ -19,6 +19,16 @@ export class OutputPathError extends Error {
 
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** Whether a process with this id exists (EPERM: it exists but belongs to someone else). */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function inside(root: string, p: string): boolean {
@@ -50,7 +60,8 @@ export function checkFilenamePrefix(prefix: string): string[] {
 /**
  * Resolves `prefix` under `outputDir` (creating its subfolder) and picks the next free counter for
  * extension `ext`: one more than the highest counter of existing `name_NNNNN.ext` files, counting
- * files still being written under their temporary names, so parallel runs do not collide.
+ * files still being written under their temporary names, so parallel runs do not collide. Temp
+ * files of processes that no longer exist (killed mid-write) are deleted on the way.
  * For PNG frame sequences the writer numbers frames on from the returned counter.
  */
 export function resolveOutputPath(outputDir: string, prefix: string, ext: string): OutputTarget {
@@ -67,11 +78,19 @@ export function resolveOutputPath(outputDir: string, prefix: string, ext: string
   if (!inside(realpathSync(root), realpathSync(dir))) {
     throw new OutputPathError(`filename_prefix "${prefix}" resolves outside the output folder (symlink)`);
   }
-  const re = new RegExp(`^\\.?${escapeRegExp(base)}_(\\d{5,})(?:\\.tmp-[^.]*)?\\.${escapeRegExp(cleanExt)}$`);
+  const re = new RegExp(
+    `^\\.?${escapeRegExp(base)}_(\\d{5,})(?:\\.tmp-(\\d+)-[^.]*)?\\.${escapeRegExp(cleanExt)}$`,
+  );
   let max = 0;
   for (const name of readdirSync(dir)) {
     const m = re.exec(name);
-    if (m) max = Math.max(max, Number(m[1]));
+    if (!m) continue;
+    if (m[2] !== undefined && !processAlive(Number(m[2]))) {
+      // Left by a writer whose process was killed before it could clean up: no one will finish it.
+      rmSync(path.join(dir, name), { force: true });
+      continue;
+    }
+    max = Math.max(max, Number(m[1]));
   }
   const filename = `${base}_${String(max + 1).padStart(5, '0')}.${cleanExt}`;
   const subfolder = parts.slice(0, -1).join('/');
