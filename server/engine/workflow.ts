@@ -125,20 +125,42 @@ function widgetNames(def: AnyNodeDef): { name: string; spec: WidgetSpec }[] {
     .map((e) => ({ name: e.name, spec: e.spec as WidgetSpec }));
 }
 
-/** Maps widgets_values onto names in order, skipping a seed's control value; returns how many it used. */
+/** Whether a saved value could belong to a widget of this kind (used to pick a reading). */
+function fitsKind(spec: WidgetSpec, v: unknown): boolean {
+  switch (spec.kind) {
+    case 'INT':
+    case 'FLOAT':
+      return typeof v === 'number';
+    case 'BOOLEAN':
+      return typeof v === 'boolean';
+    default:
+      return typeof v === 'string';
+  }
+}
+
+/** Maps widgets_values onto names in order, skipping a seed's control value; says how many it used. */
 function mapWidgetValues(
   names: { name: string; spec: WidgetSpec }[],
   values: readonly unknown[],
-): { mapped: Record<string, unknown>; used: number } {
+): { mapped: Record<string, unknown>; used: number; plausible: boolean } {
   const mapped: Record<string, unknown> = {};
   let i = 0;
+  let plausible = true;
   for (const { name, spec } of names) {
     if (i >= values.length) break;
-    mapped[name] = values[i++];
+    const v = values[i++];
+    mapped[name] = v;
+    plausible &&= fitsKind(spec, v);
     const next = values[i];
-    if (spec.kind === 'INT' && typeof next === 'string' && CONTROL_VALUES.has(next)) i++;
+    if (
+      spec.kind === 'INT' &&
+      spec.controlAfterGenerate &&
+      typeof next === 'string' &&
+      CONTROL_VALUES.has(next)
+    )
+      i++;
   }
-  return { mapped, used: i };
+  return { mapped, used: i, plausible };
 }
 
 function canvasToApi(json: Record<string, unknown>, defs: readonly AnyNodeDef[]): ApiPrompt {
@@ -212,7 +234,8 @@ function canvasToApi(json: Record<string, unknown>, defs: readonly AnyNodeDef[])
         const notLinked = widgets.filter((w) => canvasInput(w.name)?.link == null);
         const notConverted = widgets.filter((w) => canvasInput(w.name)?.widget === undefined);
         const readings = [widgets, notLinked, notConverted].map((names) => mapWidgetValues(names, values));
-        const chosen = readings.find((r) => r.used === values.length) ?? readings[0];
+        const complete = readings.filter((r) => r.used === values.length);
+        const chosen = complete.find((r) => r.plausible) ?? complete[0] ?? readings[0];
         for (const [name, v] of Object.entries(chosen.mapped)) inputs[name] = literal(v);
       } else {
         for (const w of widgets) if (w.name in values) inputs[w.name] = literal(values[w.name]);
