@@ -68,7 +68,7 @@ export const ddimSamplerNode = defineNode({
       steps: inp.steps,
       cfg: inp.cfg,
       eta: inp.eta,
-      seed: inp.seed,
+      seed: BigInt(inp.seed),
       scheduler: parseSchedulerConfig(inp.scheduler),
       previous: inp.previous ?? undefined,
       beta: inp.beta,

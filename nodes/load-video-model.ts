@@ -4,12 +4,11 @@
 import path from 'node:path';
 import { defineNode, input, output, type NodeEnv } from '../server/engine/define.ts';
 import { ensureDemoModel } from '../server/runtime/demo/index.ts';
-import { getRuntime, inspectModelFolder, listModelFolders } from '../server/runtime/index.ts';
+import { getRuntime, inspectModelFolder, listModelFolders, PROVIDERS } from '../server/runtime/index.ts';
 import type { TextEncoderModel, UNetModel, VaeDecoderModel } from '../server/runtime/types.ts';
 import { filesFingerprint, resolveInside } from './files.ts';
 
 export const DEMO_MODEL = 'demo';
-export const PROVIDERS = ['cpu', 'cuda', 'tensorrt', 'webgpu'] as const;
 
 function modelOptions(env: NodeEnv): string[] {
   const found = listModelFolders(env.paths.models);

@@ -95,9 +95,19 @@ describe('DDIMSampler', () => {
     const next = torchRandn(noise.shape, 11);
     const plain = await sample({ ...base, unet, noise: next });
     const guided = await sample({ ...base, unet, noise: next, previous: first.record });
-    const off = await sample({ ...base, unet, noise: next, previous: first.record, beta: 0 });
+    // A record must be made with the β it is used with (it keeps only the steps DSG reads).
+    const firstOff = await sample({ ...base, unet, beta: 0 });
+    const off = await sample({ ...base, unet, noise: next, previous: firstOff.record, beta: 0 });
     expect(maxAbsDiff(guided.latent.data, plain.latent.data)).toBeGreaterThan(1e-3);
     expect(Array.from(off.latent.data)).toEqual(Array.from(plain.latent.data));
+  });
+
+  it('refuses a previous record made with other DSG settings, naming them', async () => {
+    const unet = stubUnet(true);
+    const first = await sample({ ...base, unet });
+    await expect(sample({ ...base, unet, previous: first.record, reference_frames: 3 })).rejects.toThrow(
+      /previous record/,
+    );
   });
 
   it('fails naming reference_frames when M exceeds the clip length', async () => {
