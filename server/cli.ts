@@ -1,0 +1,454 @@
+// The `rdflow` command: run a workflow file, list node types, or start the server.
+// `runCli` takes its streams and node list as arguments so tests can run it in-process.
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import type { AnyNodeDef, NodePaths, UiOutput } from './engine/define.ts';
+import { createEngine, toApiPrompt, WorkflowFormatError } from './engine/index.ts';
+import type { ApiPrompt, EngineEvent, NodeErrors, PromptError } from './engine/types.ts';
+
+export interface CliOutput {
+  write(text: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
+}
+
+export interface CliOptions {
+  /** Node types (default: every node rdflow ships, from nodes/index.ts). */
+  nodes?: readonly AnyNodeDef[];
+  stdout?: CliOutput;
+  stderr?: CliOutput;
+  cwd?: string;
+  /** Interrupts a run like Ctrl-C does (tests); SIGINT is handled too when this is absent. */
+  signal?: AbortSignal;
+}
+
+const USAGE = `Usage:
+  rdflow run WORKFLOW.json [--set NODE_ID.INPUT=VALUE ...] [--out DIR] [--models-dir DIR] [--input-dir DIR]
+  rdflow nodes [--json]
+  rdflow serve [--port 8188] [--listen ADDR] [--output-dir DIR] [--models-dir DIR] [--auth-token TOKEN]
+`;
+
+/** Exit codes: 0 ok, 1 a node failed, 2 bad usage or an invalid workflow, 130 interrupted. */
+export const EXIT = { ok: 0, failed: 1, invalid: 2, interrupted: 130 } as const;
+
+class UsageError extends Error {}
+
+async function loadNodes(opts: CliOptions): Promise<readonly AnyNodeDef[]> {
+  if (opts.nodes) return opts.nodes;
+  const mod = (await import('../nodes/index.ts')) as { allNodes: readonly AnyNodeDef[] };
+  return mod.allNodes;
+}
+
+/** Folders relative to cwd: ./output, ./input, ./models; temp beside the output dir. */
+export function cliPaths(cwd: string, o: { out?: string; input?: string; models?: string }): NodePaths {
+  const output = path.resolve(cwd, o.out ?? 'output');
+  return {
+    output,
+    input: path.resolve(cwd, o.input ?? 'input'),
+    models: path.resolve(cwd, o.models ?? 'models'),
+    temp: path.join(path.dirname(output), '.rdflow', 'temp'),
+  };
+}
+
+/** `--set 5.steps=20`: JSON when it parses (numbers, booleans, lists), else the raw string. */
+export function applySets(prompt: ApiPrompt, sets: readonly string[]): ApiPrompt {
+  const out: ApiPrompt = structuredClone(prompt);
+  for (const set of sets) {
+    const eq = set.indexOf('=');
+    const dot = set.indexOf('.');
+    if (eq < 0 || dot < 0 || dot > eq) throw new UsageError(`--set ${set}: expected NODE_ID.INPUT=VALUE`);
+    const nodeId = set.slice(0, dot);
+    const input = set.slice(dot + 1, eq);
+    const raw = set.slice(eq + 1);
+    if (!out[nodeId]) throw new UsageError(`--set ${set}: the workflow has no node ${nodeId}`);
+    if (input === '') throw new UsageError(`--set ${set}: no input name`);
+    let value: unknown = raw;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      // a plain string
+    }
+    // A list constant must be wrapped, or [id, index] would read as a link.
+    out[nodeId].inputs[input] = Array.isArray(value) ? { __value__: value } : value;
+  }
+  return out;
+}
+
+/** One line per problem: node id, class, input and message. */
+export function formatValidationErrors(
+  prompt: ApiPrompt,
+  error: PromptError,
+  nodeErrors: NodeErrors,
+): string {
+  const lines: string[] = [];
+  const items = Object.entries(nodeErrors).flatMap(([id, e]) =>
+    e.errors.map((x) => ({ id, cls: e.class_type, x })),
+  );
+  lines.push(
+    items.length > 0
+      ? `The workflow is invalid: ${items.length} problem${items.length === 1 ? '' : 's'}`
+      : `The workflow is invalid: ${error.message}${error.details ? ` (${error.details})` : ''}`,
+  );
+  for (const { id, cls, x } of items) {
+    const title = prompt[id]?._meta?.title;
+    const named = title && title !== cls ? `${cls} "${title}"` : cls;
+    const input = x.extra_info.input_name ? ` input '${x.extra_info.input_name}'` : '';
+    lines.push(`  node ${id} (${named})${input}: ${x.message}`);
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function formatDuration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '--';
+  const s = Math.round(seconds);
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  return h > 0
+    ? `${h}h${String(m).padStart(2, '0')}m`
+    : m > 0
+      ? `${m}m${String(sec).padStart(2, '0')}s`
+      : `${sec}s`;
+}
+
+/**
+ * Progress reporting: a single redrawn line on a TTY (node, clip i/K, step s/S, ETA), or one
+ * plain line per event otherwise.
+ */
+export function createProgressReporter(
+  out: CliOutput,
+  classOf: (id: string) => string,
+  now = () => Date.now(),
+) {
+  const tty = out.isTTY === true;
+  let node = '';
+  let clip: { i: number; n: number; node: string; started: number } | undefined;
+  let step: { value: number; max: number } | undefined;
+  let nodeStarted = now();
+  let drawn = false;
+
+  const eta = (): string => {
+    const t = now();
+    if (clip && clip.i > 0) {
+      const frac = clip.i + (step ? step.value / step.max : 0);
+      return formatDuration(((t - clip.started) / 1000 / frac) * (clip.n - frac));
+    }
+    if (step && step.value > 0)
+      return formatDuration(((t - nodeStarted) / 1000 / step.value) * (step.max - step.value));
+    return '--';
+  };
+  const draw = () => {
+    const parts = [`node ${node} (${classOf(node)})`];
+    if (clip) parts.push(`clip ${clip.i + 1}/${clip.n}`);
+    if (step) {
+      const width = 20;
+      const filled = Math.round((step.value / step.max) * width);
+      parts.push(`step ${step.value}/${step.max} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`);
+    }
+    parts.push(`ETA ${eta()}`);
+    let line = parts.join('  ');
+    const cols = out.columns ?? 100;
+    if (line.length > cols - 1) line = line.slice(0, cols - 1);
+    out.write(`\r\x1b[2K${line}`);
+    drawn = true;
+  };
+  const println = (text: string) => {
+    if (tty && drawn) out.write('\r\x1b[2K');
+    out.write(`${text}\n`);
+    drawn = false;
+  };
+
+  return {
+    onEvent(e: EngineEvent): void {
+      switch (e.type) {
+        case 'executing':
+          node = e.node;
+          step = undefined;
+          nodeStarted = now();
+          if (tty) draw();
+          else
+            println(
+              `executing node ${e.node} (${classOf(e.node)})${clip ? ` clip ${clip.i + 1}/${clip.n}` : ''}`,
+            );
+          return;
+        case 'loop_iteration':
+          if (!clip || clip.node !== e.node || e.iteration === 0)
+            clip = { i: e.iteration, n: e.iterations, node: e.node, started: now() };
+          else clip.i = e.iteration;
+          if (!tty) println(`loop ${e.node}: iteration ${e.iteration + 1}/${e.iterations}`);
+          return;
+        case 'progress':
+          node = e.node;
+          step = { value: e.value, max: e.max };
+          if (tty) draw();
+          else {
+            const where = e.iteration !== undefined ? ` clip ${e.iteration + 1}/${e.iterations}` : '';
+            println(`progress node ${e.node}${where} step ${e.value}/${e.max}`);
+          }
+          return;
+        case 'execution_cached':
+          if (!tty && e.nodes.length > 0) println(`cached: ${e.nodes.join(', ')}`);
+          return;
+        case 'executed':
+          if (!tty) println(`executed node ${e.node} (${classOf(e.node)})`);
+          return;
+        case 'execution_start':
+          if (!tty) println('execution started');
+          return;
+        case 'execution_success':
+          println('done');
+          return;
+        case 'preview':
+        case 'execution_error':
+        case 'execution_interrupted':
+          // Errors and interrupts are reported by the caller with the run's summary.
+          return;
+      }
+    },
+    finish(): void {
+      if (tty && drawn) out.write('\r\x1b[2K');
+      drawn = false;
+    },
+  };
+}
+
+/** Files named in UI outputs (`images`, `gifs`, `videos` entries of type output) as paths. */
+export function writtenFiles(outputs: Record<string, UiOutput>, outputDir: string): string[] {
+  const files = new Set<string>();
+  for (const ui of Object.values(outputs)) {
+    for (const key of ['images', 'gifs', 'videos']) {
+      for (const item of ui[key] ?? []) {
+        if (item === null || typeof item !== 'object') continue;
+        const { filename, subfolder, type } = item as {
+          filename?: unknown;
+          subfolder?: unknown;
+          type?: unknown;
+        };
+        if (typeof filename !== 'string' || (type !== undefined && type !== 'output')) continue;
+        files.add(path.join(outputDir, typeof subfolder === 'string' ? subfolder : '', filename));
+      }
+    }
+  }
+  return [...files];
+}
+
+async function cmdRun(
+  args: string[],
+  opts: CliOptions,
+  stdout: CliOutput,
+  stderr: CliOutput,
+): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      set: { type: 'string', multiple: true, default: [] },
+      out: { type: 'string' },
+      'models-dir': { type: 'string' },
+      'input-dir': { type: 'string' },
+    },
+  });
+  if (positionals.length !== 1) throw new UsageError('rdflow run needs exactly one workflow file');
+  const cwd = opts.cwd ?? process.cwd();
+  const file = path.resolve(cwd, positionals[0]);
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    const why =
+      err instanceof SyntaxError
+        ? `not valid JSON: ${err.message}`
+        : `cannot read it (${(err as Error).message})`;
+    stderr.write(`${positionals[0]}: ${why}\n`);
+    return EXIT.invalid;
+  }
+  const nodes = await loadNodes(opts);
+  let prompt: ApiPrompt;
+  try {
+    prompt = applySets(toApiPrompt(json, nodes), values.set);
+  } catch (err) {
+    if (err instanceof WorkflowFormatError || err instanceof UsageError) {
+      stderr.write(`${positionals[0]}: ${err.message}\n`);
+      return EXIT.invalid;
+    }
+    throw err;
+  }
+
+  const paths = cliPaths(cwd, { out: values.out, input: values['input-dir'], models: values['models-dir'] });
+  const engine = createEngine({ nodes, paths });
+  const classOf = (id: string) => prompt[id]?.class_type ?? '?';
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  if (opts.signal) opts.signal.addEventListener('abort', onSigint, { once: true });
+  else process.once('SIGINT', onSigint);
+  const reporter = createProgressReporter(stdout, classOf);
+  let errorEvent: Extract<EngineEvent, { type: 'execution_error' }> | undefined;
+  try {
+    const result = await engine.run(prompt, {
+      promptId: `cli-${Date.now()}`,
+      signal: controller.signal,
+      onEvent: (e) => {
+        if (e.type === 'execution_error') errorEvent = e;
+        reporter.onEvent(e);
+      },
+    });
+    reporter.finish();
+    switch (result.status) {
+      case 'invalid':
+        stderr.write(formatValidationErrors(prompt, result.validation.error, result.validation.nodeErrors));
+        return EXIT.invalid;
+      case 'interrupted':
+        stderr.write(
+          `Interrupted${result.nodeId ? ` in node ${result.nodeId} (${classOf(result.nodeId)})` : ''}\n`,
+        );
+        return EXIT.interrupted;
+      case 'error': {
+        stderr.write(`Error in node ${result.nodeId} (${classOf(result.nodeId)}): ${result.message}\n`);
+        if (errorEvent && errorEvent.exceptionType !== 'Error')
+          stderr.write(`  (${errorEvent.exceptionType})\n`);
+        return EXIT.failed;
+      }
+      case 'success': {
+        const files = writtenFiles(result.outputs, paths.output);
+        if (files.length > 0) stdout.write(`Wrote:\n${files.map((f) => `  ${f}\n`).join('')}`);
+        else stdout.write('Finished; no files were written.\n');
+        return EXIT.ok;
+      }
+    }
+  } finally {
+    if (!opts.signal) process.removeListener('SIGINT', onSigint);
+    engine.close();
+  }
+}
+
+async function cmdNodes(args: string[], opts: CliOptions, stdout: CliOutput): Promise<number> {
+  const { values } = parseArgs({ args, options: { json: { type: 'boolean', default: false } } });
+  const nodes = await loadNodes(opts);
+  if (values.json) {
+    const engine = createEngine({ nodes, paths: cliPaths(opts.cwd ?? process.cwd(), {}) });
+    stdout.write(`${JSON.stringify(engine.objectInfo(), null, 2)}\n`);
+    engine.close();
+    return EXIT.ok;
+  }
+  const byCategory = new Map<string, AnyNodeDef[]>();
+  for (const n of nodes) byCategory.set(n.category, [...(byCategory.get(n.category) ?? []), n]);
+  for (const [category, list] of byCategory) {
+    stdout.write(`${category}\n`);
+    for (const n of list) {
+      const flag = n.outputNode ? ' [output]' : '';
+      stdout.write(`  ${n.name.padEnd(20)} ${n.displayName}${flag}: ${n.description}\n`);
+    }
+  }
+  return EXIT.ok;
+}
+
+async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      port: { type: 'string', default: '8188' },
+      listen: { type: 'string', default: '127.0.0.1' },
+      'output-dir': { type: 'string' },
+      'input-dir': { type: 'string' },
+      'models-dir': { type: 'string' },
+      'auth-token': { type: 'string' },
+    },
+  });
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new UsageError(`--port ${values.port}: not a port number`);
+  const cwd = opts.cwd ?? process.cwd();
+  const paths = cliPaths(cwd, {
+    out: values['output-dir'],
+    input: values['input-dir'],
+    models: values['models-dir'],
+  });
+  // The server module is imported only when serving: `run` and `nodes` need none of it.
+  const api = (await import('./api/index.ts')) as {
+    startServer(o: {
+      port?: number;
+      host?: string;
+      outputDir?: string;
+      inputDir?: string;
+      modelsDir?: string;
+      authToken?: string;
+      nodes?: readonly AnyNodeDef[];
+    }): Promise<{ url: string; close(): Promise<void> }>;
+  };
+  const server = await api.startServer({
+    port,
+    host: values.listen,
+    outputDir: paths.output,
+    inputDir: paths.input,
+    modelsDir: paths.models,
+    authToken: values['auth-token'],
+    nodes: opts.nodes,
+  });
+  stdout.write(`rdflow server listening on ${server.url}\n`);
+  await new Promise<void>((resolve) => {
+    if (opts.signal) opts.signal.addEventListener('abort', () => resolve(), { once: true });
+    else {
+      process.once('SIGINT', () => resolve());
+      process.once('SIGTERM', () => resolve());
+    }
+  });
+  await server.close();
+  return EXIT.ok;
+}
+
+/** Runs one rdflow command; resolves to the exit code. */
+export async function runCli(argv: readonly string[], opts: CliOptions = {}): Promise<number> {
+  const stdout = opts.stdout ?? process.stdout;
+  const stderr = opts.stderr ?? process.stderr;
+  const [command, ...args] = argv;
+  try {
+    switch (command) {
+      case 'run':
+        return await cmdRun(args, opts, stdout, stderr);
+      case 'nodes':
+        return await cmdNodes(args, opts, stdout);
+      case 'serve':
+        return await cmdServe(args, opts, stdout);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        stdout.write(USAGE);
+        return command === undefined ? EXIT.invalid : EXIT.ok;
+      default:
+        throw new UsageError(`unknown command '${command}'`);
+    }
+  } catch (err) {
+    // parseArgs reports unknown options with this code; both are the user's to fix.
+    const code = (err as { code?: unknown }).code;
+    if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
+      stderr.write(`rdflow: ${(err as Error).message}\n${USAGE}`);
+      return EXIT.invalid;
+    }
+    stderr.write(`rdflow: ${err instanceof Error ? err.message : String(err)}\n`);
+    return EXIT.failed;
+  }
+}
+
+/** True when this module is the program (bin/rdflow.js imports it, or `tsx server/cli.ts`). */
+function isEntry(): boolean {
+  const arg = process.argv[1];
+  if (!arg) return false;
+  let entry = path.resolve(arg);
+  try {
+    entry = fs.realpathSync(entry);
+  } catch {
+    // keep the unresolved path
+  }
+  const self = fileURLToPath(import.meta.url);
+  const bin = path.resolve(path.dirname(self), '..', 'bin', 'rdflow.js');
+  return entry === self || entry === bin;
+}
+
+if (isEntry()) {
+  const code = await runCli(process.argv.slice(2));
+  // Model sessions and worker threads may hold the event loop open; the command is done.
+  process.exit(code);
+}

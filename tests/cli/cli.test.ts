@@ -1,0 +1,191 @@
+// `rdflow` run in-process with test node types: exit codes, error listing, progress, files written.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { runCli, type CliOutput } from '../../server/cli.ts';
+import { createTestNodes } from '../helpers/engine-nodes.ts';
+
+let dir: string;
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-cli-'));
+});
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+function capture(isTTY = false): CliOutput & { text: () => string } {
+  let text = '';
+  return {
+    isTTY,
+    columns: 200,
+    write(s: string) {
+      text += s;
+      return true;
+    },
+    text: () => text,
+  };
+}
+
+async function cli(argv: string[], opts: { tty?: boolean; signal?: AbortSignal } = {}) {
+  const { nodes, log } = createTestNodes();
+  const stdout = capture(opts.tty);
+  const stderr = capture();
+  const code = await runCli(argv, { nodes, stdout, stderr, cwd: dir, signal: opts.signal });
+  return { code, out: stdout.text(), err: stderr.text(), log };
+}
+
+function writeWorkflow(name: string, json: unknown): string {
+  fs.writeFileSync(path.join(dir, name), JSON.stringify(json));
+  return name;
+}
+
+const loopWorkflow = {
+  '1': { class_type: 'LoopStart', inputs: { iterations: 3 } },
+  '2': { class_type: 'TestSlow', inputs: { value: ['1', 1], steps: 2, delay_ms: 1 } },
+  '3': { class_type: 'TestFileWriter', inputs: { value: ['2', 0], filename_prefix: 'clips' } },
+  '4': { class_type: 'LoopEnd', inputs: { flow: ['1', 0] } },
+};
+
+describe('rdflow run', () => {
+  test('a workflow with three mistakes prints all three and exits 2', async () => {
+    const file = writeWorkflow('bad.json', {
+      '1': { class_type: 'TestInt', inputs: { value: 5000 } },
+      '2': { class_type: 'TestAdd', inputs: { a: ['1', 0] } },
+      '3': { class_type: 'TestChoice', inputs: { mode: 'turbo', text: '', strength: 0.5, enabled: true } },
+      '4': { class_type: 'TestCollect', inputs: { value: ['2', 0] } },
+      '5': { class_type: 'TestCollect', inputs: { value: ['3', 0] } },
+    });
+    const { code, err, log } = await cli(['run', file]);
+    expect(code).toBe(2);
+    expect(log.runs).toEqual([]);
+    expect(err).toContain('3 problems');
+    expect(err).toMatch(/node 1 \(TestInt\) input 'value': .*bigger than the maximum 1000/);
+    expect(err).toMatch(/node 2 \(TestAdd\) input 'b': Required input 'b' is missing/);
+    expect(err).toMatch(/node 3 \(TestChoice\) input 'mode': .*"turbo".*fast, slow/);
+    expect(err).not.toMatch(/\n\s+at /); // no stack trace
+  });
+
+  test('runs, streams a file clip by clip, prints the files written', async () => {
+    const file = writeWorkflow('loop.json', loopWorkflow);
+    const { code, out } = await cli(['run', file, '--out', 'renders']);
+    expect(code).toBe(0);
+    const written = path.join(dir, 'renders', 'clips.txt');
+    expect(fs.readFileSync(written, 'utf8')).toBe('0\n1\n2\n');
+    expect(out).toContain(`Wrote:\n  ${written}\n`);
+    // Not a TTY: one line per event.
+    expect(out).toContain('loop 1: iteration 2/3');
+    expect(out).toContain('progress node 2 clip 3/3 step 2/2');
+  });
+
+  test('--set changes an input; values are read as JSON', async () => {
+    const file = writeWorkflow('loop.json', loopWorkflow);
+    const { code, log } = await cli([
+      'run',
+      file,
+      '--set',
+      '1.iterations=2',
+      '--set',
+      '3.filename_prefix=short',
+    ]);
+    expect(code).toBe(0);
+    expect(log.count('2')).toBe(2);
+    expect(fs.readFileSync(path.join(dir, 'output', 'short.txt'), 'utf8')).toBe('0\n1\n');
+    const bad = await cli(['run', file, '--set', '9.x=1']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toContain('no node 9');
+  });
+
+  test('on a TTY a single redrawn line shows node, clip, step and ETA', async () => {
+    const file = writeWorkflow('loop.json', loopWorkflow);
+    const { code, out } = await cli(['run', file], { tty: true });
+    expect(code).toBe(0);
+    expect(out).toMatch(/\r\x1b\[2Knode 2 \(TestSlow\) {2}clip 2\/3 {2}step 1\/2 \[#+\.+\] {2}ETA /);
+    expect(out).not.toContain('progress node');
+  });
+
+  test('accepts canvas format', async () => {
+    const file = writeWorkflow('canvas.json', {
+      nodes: [
+        {
+          id: 1,
+          type: 'TestInt',
+          mode: 0,
+          outputs: [{ name: 'INT', type: 'INT', links: [1] }],
+          widgets_values: [7],
+        },
+        {
+          id: 2,
+          type: 'TestFileWriter',
+          mode: 0,
+          inputs: [{ name: 'value', type: '*', link: 1 }],
+          widgets_values: ['canvas', 0],
+        },
+      ],
+      links: [[1, 1, 0, 2, 0, 'INT']],
+      version: 0.4,
+    });
+    const { code } = await cli(['run', file]);
+    expect(code).toBe(0);
+    expect(fs.readFileSync(path.join(dir, 'output', 'canvas.txt'), 'utf8')).toBe('7\n');
+  });
+
+  test('a failing node exits 1 naming the node', async () => {
+    const file = writeWorkflow('throw.json', {
+      '1': { class_type: 'TestThrow', inputs: { message: 'out of cheese' } },
+      '2': { class_type: 'TestCollect', inputs: { value: ['1', 0] } },
+    });
+    const { code, err } = await cli(['run', file]);
+    expect(code).toBe(1);
+    expect(err).toContain('Error in node 1 (TestThrow): out of cheese');
+  });
+
+  test('an interrupt exits 130 and leaves no partial file', async () => {
+    const file = writeWorkflow('loop.json', {
+      ...loopWorkflow,
+      '1': { class_type: 'LoopStart', inputs: { iterations: 100 } },
+      '2': { class_type: 'TestSlow', inputs: { value: ['1', 1], steps: 2, delay_ms: 5 } },
+    });
+    const controller = new AbortController();
+    const pending = cli(['run', file], { signal: controller.signal });
+    // Interrupt once the file writer has started streaming.
+    const outDir = path.join(dir, 'output');
+    while (!fs.existsSync(outDir) || fs.readdirSync(outDir).length === 0)
+      await new Promise((r) => setTimeout(r, 5));
+    controller.abort();
+    const { code, err } = await pending;
+    expect(code).toBe(130);
+    expect(err).toContain('Interrupted');
+    expect(fs.readdirSync(outDir)).toEqual([]);
+  });
+
+  test('unreadable or malformed files exit 2 with a message', async () => {
+    expect((await cli(['run', 'missing.json'])).code).toBe(2);
+    fs.writeFileSync(path.join(dir, 'broken.json'), '{"1": ');
+    const broken = await cli(['run', 'broken.json']);
+    expect(broken.code).toBe(2);
+    expect(broken.err).toContain('not valid JSON');
+    const shape = await cli(['run', writeWorkflow('shape.json', { '1': { inputs: {} } })]);
+    expect(shape.code).toBe(2);
+    expect(shape.err).toContain('class_type');
+  });
+
+  test('bad usage exits 2 with the usage text', async () => {
+    const r = await cli(['run']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('Usage:');
+    expect((await cli(['run', 'x.json', '--bogus'])).code).toBe(2);
+    expect((await cli(['frobnicate'])).code).toBe(2);
+  });
+});
+
+describe('rdflow nodes', () => {
+  test('lists node types, or their /object_info with --json', async () => {
+    const list = await cli(['nodes']);
+    expect(list.code).toBe(0);
+    expect(list.out).toMatch(/^testing$/m);
+    expect(list.out).toMatch(/^ {2}TestCollect +Test Collect \[output\]/m);
+    expect(list.out).toContain('LoopStart');
+    const json = await cli(['nodes', '--json']);
+    const info = JSON.parse(json.out) as Record<string, { input_order: unknown }>;
+    expect(info.IntMath.input_order).toEqual({ required: ['a', 'b', 'op'], optional: [] });
+  });
+});
