@@ -317,6 +317,7 @@ async function cmdRun(
         return EXIT.ok;
       }
     }
+    return EXIT.failed;
   } finally {
     if (!opts.signal) process.removeListener('SIGINT', onSigint);
     engine.close();
