@@ -1,0 +1,398 @@
+// The editor: one litegraph canvas wired to the server. Loads node types from /object_info, the
+// last graph (or the default VidRD workflow), queues prompts, and folds WebSocket messages into
+// what the canvas and the side panel show.
+import { LGraph, LGraphCanvas, LGraphGroup, LiteGraph } from '@comfyorg/litegraph';
+import type { IContextMenuValue, LGraphNode } from '@comfyorg/litegraph';
+import { PromptRejectedError, createApi, type Api } from './api.ts';
+import { drawNodeDecorations } from './decorations.ts';
+import { describeNodeErrors, messageOf, toast } from './errors.ts';
+import { graphToPrompt, type CanvasWorkflow } from './graph-to-prompt.ts';
+import { OutputView, filesOf } from './output.ts';
+import { QueuePanel } from './queue-panel.ts';
+import { applySeedControls, nodeInfoOf, registerNodeTypes } from './registry.ts';
+import { RunState } from './run-state.ts';
+import { loadSavedWorkflow, saveWorkflow } from './storage.ts';
+import { buildToolbar } from './toolbar.ts';
+import type { ApiPrompt, ObjectInfo, PreviewImage, ServerMessage } from './types.ts';
+import { UndoHistory } from './undo.ts';
+import {
+  buildFromApi,
+  classifyWorkflow,
+  downloadJson,
+  loadShippedWorkflow,
+  readJsonFile,
+  shippedWorkflows,
+} from './workflows.ts';
+
+export interface App {
+  readonly api: Api;
+  readonly graph: LGraph;
+  readonly canvas: LGraphCanvas;
+  readonly state: RunState;
+  readonly objectInfo: ObjectInfo;
+  /** The graph in canvas format (what Save writes). */
+  serialize(): CanvasWorkflow;
+  /** The graph in API format (what Queue posts). */
+  toPrompt(): ApiPrompt;
+  /** Posts the graph; resolves to the prompt id, or undefined when it was refused. */
+  queue(): Promise<string | undefined>;
+  loadWorkflow(json: unknown, name?: string): void;
+  openShipped(name: string): Promise<void>;
+  undo(): void;
+  redo(): void;
+  /** Records the current graph as an undo step and in local storage. */
+  commit(): void;
+}
+
+interface Viewport {
+  offset: [number, number];
+  scale: number;
+}
+
+function snapshotOf(graph: LGraph): string {
+  const data = graph.serialize() as unknown as CanvasWorkflow & { extra?: Record<string, unknown> };
+  // The viewport is not an edit: panning must not create undo steps.
+  if (data.extra !== undefined) data.extra = { ...data.extra, ds: undefined };
+  return JSON.stringify(data);
+}
+
+/** Output nodes fed directly by this node: they show its previews too (a clip as soon as decoded). */
+function outputConsumers(node: LGraphNode): LGraphNode[] {
+  const out: LGraphNode[] = [];
+  for (let slot = 0; slot < node.outputs.length; slot++) {
+    for (const target of node.getOutputNodes(slot) ?? []) {
+      if (nodeInfoOf(target)?.output_node === true) out.push(target);
+    }
+  }
+  return out;
+}
+
+export async function startApp(): Promise<App> {
+  const api = createApi();
+  const objectInfo = await api.objectInfo();
+  const state = new RunState();
+  const graph = new LGraph();
+  const canvasEl = document.getElementById('graph-canvas') as HTMLCanvasElement;
+  const canvas = new LGraphCanvas(canvasEl, graph);
+  canvas.show_info = false;
+  canvas.render_canvas_border = false;
+  const history = new UndoHistory();
+  const outputs = new OutputView(
+    document.getElementById('overlays')!,
+    canvas,
+    (f) => api.viewUrl(f),
+    () => graph,
+  );
+
+  registerNodeTypes(objectInfo, {
+    drawForeground: (node, ctx) =>
+      drawNodeDecorations(node, ctx, {
+        state,
+        preview: (id) => outputs.preview(id),
+        hasOverlay: (id) => outputs.hasOverlay(id),
+      }),
+  });
+
+  const redraw = (): void => canvas.setDirty(true, true);
+  const titleOf = (id: string): string => graph.getNodeById(id)?.title ?? `node ${id}`;
+  const focusNode = (id: string): void => {
+    const node = graph.getNodeById(id);
+    if (node === null) return;
+    canvas.selectNode(node);
+    canvas.centerOnNode(node);
+    redraw();
+  };
+  const panel = new QueuePanel(document.getElementById('side-panel')!, api, titleOf, focusNode);
+
+  const serialize = (): CanvasWorkflow => graph.serialize() as unknown as CanvasWorkflow;
+  const commit = (): void => {
+    const snap = snapshotOf(graph);
+    if (history.record(snap)) saveWorkflow(serialize());
+  };
+
+  const fitView = (): void => {
+    // From positions and sizes: litegraph's bounding rects are only measured when drawn.
+    const nodes: LGraphNode[] = graph.nodes;
+    if (nodes.length === 0) return;
+    const th = LiteGraph.NODE_TITLE_HEIGHT;
+    const x0 = Math.min(...nodes.map((n) => n.pos[0]));
+    const y0 = Math.min(...nodes.map((n) => n.pos[1] - th));
+    const x1 = Math.max(...nodes.map((n) => n.pos[0] + n.size[0]));
+    const y1 = Math.max(...nodes.map((n) => n.pos[1] + n.size[1]));
+    const pad = 40;
+    canvas.ds.fitToBounds([x0 - pad, y0 - pad, x1 - x0 + 2 * pad, y1 - y0 + 2 * pad], { zoom: 0.95 });
+    redraw();
+  };
+
+  /** Replaces the graph; the previous one stays if the file cannot be read. */
+  const loadWorkflow = (json: unknown, name?: string): void => {
+    const parsed = classifyWorkflow(json);
+    const before = serialize();
+    try {
+      if (parsed.kind === 'canvas') {
+        graph.configure(structuredClone(parsed.workflow) as unknown as Parameters<LGraph['configure']>[0]);
+      } else {
+        graph.clear();
+        const unknown = buildFromApi(graph, parsed.prompt);
+        if (unknown.length > 0) toast(`Unknown node types left out: nodes ${unknown.join(', ')}`, 'error');
+      }
+    } catch (e) {
+      graph.configure(before as unknown as Parameters<LGraph['configure']>[0]);
+      throw e;
+    }
+    const missing = graph.nodes.filter(
+      (n: LGraphNode) => objectInfo[n.type] === undefined && !['Note', 'Reroute'].includes(n.type),
+    );
+    if (missing.length > 0) {
+      toast(
+        `This server does not know: ${[...new Set(missing.map((n: LGraphNode) => n.type))].join(', ')}`,
+        'error',
+      );
+    }
+    outputs.clear();
+    state.reject({});
+    history.reset(snapshotOf(graph));
+    saveWorkflow(serialize());
+    canvas.resize();
+    // A saved viewport comes back with its graph; anything else is fitted to the window.
+    const ds =
+      parsed.kind === 'canvas' ? (parsed.workflow.extra as { ds?: Viewport } | undefined)?.ds : undefined;
+    if (ds !== undefined && Array.isArray(ds.offset) && ds.scale > 0) {
+      canvas.ds.offset = [ds.offset[0], ds.offset[1]];
+      canvas.ds.scale = ds.scale;
+    } else fitView();
+    redraw();
+    if (name !== undefined) document.title = `rdflow · ${name}`;
+  };
+
+  const openShipped = async (name: string): Promise<void> => {
+    loadWorkflow(await loadShippedWorkflow(name), name);
+  };
+
+  const toPrompt = (): ApiPrompt => graphToPrompt(serialize(), objectInfo);
+
+  const queue = async (): Promise<string | undefined> => {
+    let prompt: ApiPrompt;
+    try {
+      prompt = toPrompt();
+    } catch (e) {
+      toast(messageOf(e), 'error');
+      return undefined;
+    }
+    try {
+      const { prompt_id } = await api.queuePrompt(prompt, { extra_pnginfo: { workflow: serialize() } });
+      state.begin(prompt_id);
+      applySeedControls(graph);
+      commit();
+      redraw();
+      void panel.refresh();
+      return prompt_id;
+    } catch (e) {
+      if (e instanceof PromptRejectedError) {
+        state.reject(e.nodeErrors);
+        const lines = describeNodeErrors(e.nodeErrors, titleOf);
+        toast([e.message, ...lines].join('\n'), 'error');
+        const first = Object.keys(e.nodeErrors)[0];
+        if (first !== undefined) focusNode(first);
+      } else toast(`Could not queue: ${messageOf(e)}`, 'error');
+      panel.render(state);
+      redraw();
+      return undefined;
+    }
+  };
+
+  const restore = (snapshot: string | undefined): void => {
+    if (snapshot === undefined) return;
+    const ds = { offset: [...canvas.ds.offset] as [number, number], scale: canvas.ds.scale };
+    graph.configure(JSON.parse(snapshot) as Parameters<LGraph['configure']>[0]);
+    canvas.ds.offset = ds.offset;
+    canvas.ds.scale = ds.scale;
+    saveWorkflow(serialize());
+    redraw();
+  };
+  const undo = (): void => restore(history.undo());
+  const redo = (): void => restore(history.redo());
+
+  const onMessage = (msg: ServerMessage): void => {
+    if (!state.apply(msg)) return;
+    switch (msg.type) {
+      case 'status':
+        void panel.refresh();
+        break;
+      case 'executing':
+        if (msg.data.node === null) void panel.refresh();
+        break;
+      case 'executed': {
+        const node = graph.getNodeById(msg.data.node);
+        const files = filesOf(msg.data.output);
+        if (node !== null && files.length > 0) outputs.showFiles(node, files);
+        break;
+      }
+      case 'execution_error':
+        toast(
+          `#${msg.data.node_id} ${titleOf(String(msg.data.node_id))} failed: ${msg.data.exception_message}`,
+          'error',
+        );
+        break;
+      case 'execution_interrupted':
+        toast('Interrupted', 'info');
+        break;
+      case 'execution_success':
+        toast('Finished', 'success');
+        break;
+    }
+    panel.render(state);
+    redraw();
+  };
+
+  const onPreview = (image: PreviewImage): void => {
+    const node = state.executing === undefined ? null : graph.getNodeById(state.executing);
+    if (node === null) return;
+    outputs.setPreview(node, image);
+    for (const consumer of outputConsumers(node)) {
+      if (!outputs.hasOverlay(String(consumer.id))) outputs.setPreview(consumer, image);
+    }
+    redraw();
+  };
+
+  api.connect({
+    onMessage,
+    onPreview,
+    onStatusChange: (connected) => {
+      panel.setConnected(connected);
+      panel.render(state);
+    },
+  });
+
+  const groupSelection = (): void => {
+    const nodes = Object.values(canvas.selected_nodes);
+    if (nodes.length === 0) return;
+    const group = new LGraphGroup('Group');
+    graph.add(group);
+    group.resizeTo(nodes, 10);
+    commit();
+    redraw();
+  };
+
+  // The canvas menu, without litegraph's subgraph entry (the server has no subgraphs).
+  canvas.getMenuOptions = (): IContextMenuValue<string>[] => {
+    const options: IContextMenuValue<string>[] = [
+      { content: 'Add Node', has_submenu: true, callback: LGraphCanvas.onMenuAdd },
+      { content: 'Add Group', callback: LGraphCanvas.onGroupAdd },
+    ];
+    if (Object.keys(canvas.selected_nodes).length > 0) {
+      options.push({ content: 'Group selected nodes', callback: groupSelection });
+    }
+    if (Object.keys(canvas.selected_nodes).length > 1) {
+      options.push({ content: 'Align', has_submenu: true, callback: LGraphCanvas.onGroupAlign });
+    }
+    options.push({ content: 'Fit view', callback: fitView });
+    return options;
+  };
+
+  const app: App = {
+    api,
+    graph,
+    canvas,
+    state,
+    objectInfo,
+    serialize,
+    toPrompt,
+    queue,
+    loadWorkflow,
+    openShipped,
+    undo,
+    redo,
+    commit,
+  };
+
+  const openFile = async (file: File): Promise<void> => {
+    try {
+      loadWorkflow(await readJsonFile(file), file.name);
+      toast(`Opened ${file.name}`, 'success');
+    } catch (e) {
+      toast(`Could not open ${file.name}: ${messageOf(e)}`, 'error');
+    }
+  };
+
+  buildToolbar(document.getElementById('toolbar')!, {
+    queue: () => void queue(),
+    interrupt: () => void api.interrupt(state.promptId).catch((e: unknown) => toast(messageOf(e), 'error')),
+    save: () => downloadJson('workflow.json', serialize()),
+    exportApi: () => {
+      try {
+        downloadJson('workflow_api.json', toPrompt());
+      } catch (e) {
+        toast(messageOf(e), 'error');
+      }
+    },
+    open: (file) => void openFile(file),
+    workflows: shippedWorkflows(),
+    openShipped: (name) => void openShipped(name).catch((e: unknown) => toast(messageOf(e), 'error')),
+    undo,
+    redo,
+    fitView,
+  });
+
+  // Keyboard: ComfyUI's shortcuts, ignored while typing in a text field.
+  document.addEventListener('keydown', (e) => {
+    const target = e.target as HTMLElement | null;
+    if (target !== null && ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName)) return;
+    const mod = e.ctrlKey || e.metaKey;
+    if (!mod) return;
+    const key = e.key.toLowerCase();
+    let handled = true;
+    if (e.key === 'Enter') void queue();
+    else if (key === 'z' && !e.shiftKey) undo();
+    else if (key === 'y' || (key === 'z' && e.shiftKey)) redo();
+    else if (key === 's') downloadJson('workflow.json', serialize());
+    else if (key === 'g') groupSelection();
+    else handled = false;
+    if (handled) e.preventDefault();
+  });
+  // Any pointer or key action may have edited the graph: record it if it did.
+  document.addEventListener('pointerup', () => setTimeout(commit, 0));
+  document.addEventListener('keyup', () => setTimeout(commit, 0));
+  window.addEventListener('beforeunload', () => saveWorkflow(serialize()));
+
+  // Drop a workflow file anywhere on the canvas.
+  const workspace = document.getElementById('workspace')!;
+  workspace.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    workspace.classList.add('drop-target');
+  });
+  workspace.addEventListener('dragleave', () => workspace.classList.remove('drop-target'));
+  workspace.addEventListener('drop', (e) => {
+    e.preventDefault();
+    workspace.classList.remove('drop-target');
+    const file = e.dataTransfer?.files[0];
+    if (file !== undefined) void openFile(file);
+  });
+
+  const resize = (): void => {
+    canvas.resize();
+    redraw();
+  };
+  window.addEventListener('resize', resize);
+  resize();
+
+  // First visit: the default workflow; afterwards: the last graph.
+  const saved = loadSavedWorkflow();
+  let loaded = false;
+  if (saved !== undefined) {
+    try {
+      loadWorkflow(saved);
+      loaded = true;
+    } catch (e) {
+      toast(`The saved graph could not be restored (${messageOf(e)}); opening the default workflow`, 'error');
+    }
+  }
+  if (!loaded) {
+    const first = shippedWorkflows()[0];
+    if (first !== undefined) await openShipped(first);
+  }
+  panel.render(state);
+  void panel.refresh();
+  LiteGraph.release_link_on_empty_shows_menu = true;
+  return app;
+}

@@ -1,0 +1,179 @@
+// Run state drawn on the nodes themselves: the executing node outlined with its step progress and
+// clip counter, cached nodes tagged, validation and execution errors outlined in red with their
+// messages (and the offending input marked), the latest preview image under the widgets.
+import { LiteGraph } from '@comfyorg/litegraph';
+import type { LGraphNode } from '@comfyorg/litegraph';
+import type { RunState } from './run-state.ts';
+
+type Widget = NonNullable<LGraphNode['widgets']>[number];
+
+const RUNNING = '#3ddc84';
+const ERROR = '#ff4d4f';
+const CACHED = '#8a8f98';
+
+export interface MediaArea {
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+/** Where a node shows an image or video: under its widgets, in node-local coordinates. */
+export function mediaArea(node: LGraphNode): MediaArea {
+  const top = node.computeSize()[1] + 4;
+  return { x: 8, y: top, w: node.size[0] - 16, h: Math.max(0, node.size[1] - top - 8) };
+}
+
+/** Grows a node so its media area fits a picture of this aspect ratio (width / height). */
+export function ensureMediaSpace(node: LGraphNode, aspect: number): void {
+  const area = mediaArea(node);
+  const wanted = Math.min(360, Math.max(80, area.w / (aspect > 0 ? aspect : 1)));
+  if (area.h < wanted - 1) node.setSize([node.size[0], area.y + wanted + 8]);
+}
+
+function pill(ctx: CanvasRenderingContext2D, x: number, y: number, text: string, color: string): void {
+  ctx.font = '12px sans-serif';
+  const w = ctx.measureText(text).width + 14;
+  ctx.fillStyle = color;
+  ctx.beginPath();
+  ctx.roundRect(x, y, w, 18, 9);
+  ctx.fill();
+  ctx.fillStyle = '#101114';
+  ctx.textBaseline = 'middle';
+  ctx.textAlign = 'left';
+  ctx.fillText(text, x + 7, y + 9.5);
+}
+
+function outline(ctx: CanvasRenderingContext2D, node: LGraphNode, color: string, width: number): void {
+  const th = LiteGraph.NODE_TITLE_HEIGHT;
+  ctx.strokeStyle = color;
+  ctx.lineWidth = width;
+  ctx.beginPath();
+  ctx.roundRect(-5, -th - 5, node.size[0] + 10, node.size[1] + th + 10, 10);
+  ctx.stroke();
+}
+
+/** Word-wraps `text` to `width` pixels with the current font. */
+function wrap(ctx: CanvasRenderingContext2D, text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/)) {
+    const next = line === '' ? word : `${line} ${word}`;
+    if (ctx.measureText(next).width > width && line !== '') {
+      lines.push(line);
+      line = word;
+    } else line = next;
+  }
+  if (line !== '') lines.push(line);
+  return lines;
+}
+
+/** Marks the row of a named input: its widget if it has one, else its socket. */
+function markInput(ctx: CanvasRenderingContext2D, node: LGraphNode, name: string): void {
+  const widget = node.widgets?.find((w: Widget) => w.name === name);
+  ctx.strokeStyle = ERROR;
+  ctx.lineWidth = 2;
+  if (widget !== undefined && !(node.getSlotFromWidget(widget)?.link != null)) {
+    const h = widget.computedHeight ?? LiteGraph.NODE_WIDGET_HEIGHT;
+    ctx.beginPath();
+    ctx.roundRect(10, widget.y, node.size[0] - 20, h, 6);
+    ctx.stroke();
+    return;
+  }
+  const index = node.inputs.findIndex(
+    (s: LGraphNode['inputs'][number]) => s.name === name || s.widget?.name === name,
+  );
+  if (index < 0) return;
+  const [x, y] = node.getInputPos(index);
+  ctx.beginPath();
+  ctx.arc(x - node.pos[0], y - node.pos[1], 8, 0, Math.PI * 2);
+  ctx.stroke();
+}
+
+function drawMessages(ctx: CanvasRenderingContext2D, node: LGraphNode, messages: string[]): void {
+  ctx.font = '12px sans-serif';
+  const width = Math.max(node.size[0], 220);
+  const lines = messages.flatMap((m) => wrap(ctx, m, width - 16));
+  const y0 = node.size[1] + 10;
+  const h = lines.length * 16 + 10;
+  ctx.fillStyle = 'rgba(60, 10, 12, 0.92)';
+  ctx.strokeStyle = ERROR;
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  ctx.roundRect(0, y0, width, h, 6);
+  ctx.fill();
+  ctx.stroke();
+  ctx.fillStyle = '#ffd7d7';
+  ctx.textAlign = 'left';
+  ctx.textBaseline = 'top';
+  lines.forEach((line, i) => ctx.fillText(line, 8, y0 + 6 + i * 16));
+}
+
+export interface DecorationSources {
+  state: RunState;
+  preview(nodeId: string): HTMLImageElement | undefined;
+  /** Nodes whose media area shows a DOM video instead of a canvas image. */
+  hasOverlay(nodeId: string): boolean;
+}
+
+export function drawNodeDecorations(
+  node: LGraphNode,
+  ctx: CanvasRenderingContext2D,
+  src: DecorationSources,
+): void {
+  const id = String(node.id);
+  const { state } = src;
+  ctx.save();
+  const th = LiteGraph.NODE_TITLE_HEIGHT;
+
+  const image = src.preview(id);
+  if (
+    image !== undefined &&
+    image.complete &&
+    image.naturalWidth > 0 &&
+    !src.hasOverlay(id) &&
+    !node.collapsed
+  ) {
+    const area = mediaArea(node);
+    const scale = Math.min(area.w / image.naturalWidth, area.h / image.naturalHeight);
+    if (scale > 0) {
+      const w = image.naturalWidth * scale;
+      const h = image.naturalHeight * scale;
+      ctx.drawImage(image, area.x + (area.w - w) / 2, area.y + (area.h - h) / 2, w, h);
+    }
+  }
+
+  if (state.executing === id) {
+    outline(ctx, node, RUNNING, 3);
+    const parts: string[] = ['running'];
+    const p = state.progress;
+    if (p !== undefined && p.node === id) {
+      parts.push(`step ${p.value} / ${p.max}`);
+      ctx.fillStyle = RUNNING;
+      ctx.fillRect(0, -3, (node.size[0] * Math.min(p.value, p.max)) / Math.max(1, p.max), 3);
+    }
+    const clip = state.clipLabel();
+    if (clip !== undefined) parts.push(clip);
+    pill(ctx, 0, -th - 24, parts.join(' · '), RUNNING);
+  } else if (state.cached.has(id)) {
+    pill(ctx, 0, -th - 24, 'cached', CACHED);
+  }
+
+  const errors = state.errorsOf(id);
+  const failed = state.failure?.nodeId === id ? state.failure : undefined;
+  if (errors.length > 0 || failed !== undefined) {
+    outline(ctx, node, ERROR, 3);
+    for (const e of errors) {
+      const name = e.extra_info?.input_name;
+      if (typeof name === 'string') markInput(ctx, node, name);
+    }
+    const messages = errors.map((e) => {
+      const name = e.extra_info?.input_name;
+      const detail = e.details ? `: ${e.details}` : '';
+      return `${typeof name === 'string' ? `${name}: ` : ''}${e.message}${detail}`;
+    });
+    if (failed !== undefined) messages.push(`Error: ${failed.message}`);
+    drawMessages(ctx, node, messages);
+  }
+  ctx.restore();
+}
