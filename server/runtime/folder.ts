@@ -1,0 +1,143 @@
+// Model folders in the diffusers / optimum ONNX layout: where each part lives, listing the folders
+// under a models directory, and validating one before any run (files present, JSON readable, the
+// ONNX models' inputs and outputs fit), with messages that name the file and what is wrong.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { checkTextEncoder, checkUNet, checkVae, type Checked } from './io.ts';
+import { readOnnxHeader } from './onnx/header.ts';
+
+/** Paths of a folder's parts, relative to the folder (posix separators, as messages show them). */
+export const LAYOUT = {
+  index: 'model_index.json',
+  tokenizerDir: 'tokenizer',
+  tokenizerJson: 'tokenizer/tokenizer.json',
+  vocab: 'tokenizer/vocab.json',
+  merges: 'tokenizer/merges.txt',
+  tokenizerConfig: 'tokenizer/tokenizer_config.json',
+  textEncoder: 'text_encoder/model.onnx',
+  unet: 'unet/model.onnx',
+  vae: 'vae_decoder/model.onnx',
+  vaeConfig: 'vae_decoder/config.json',
+  scheduler: 'scheduler/scheduler_config.json',
+} as const;
+
+export const DEFAULT_SCALING_FACTOR = 0.18215;
+
+/** Folders under `modelsDir` that look like model folders (have model_index.json), sorted. */
+export function listModelFolders(modelsDir: string): string[] {
+  let entries: string[];
+  try {
+    entries = readdirSync(modelsDir);
+  } catch {
+    return [];
+  }
+  return entries
+    .filter((name) => {
+      try {
+        return (
+          statSync(path.join(modelsDir, name)).isDirectory() &&
+          existsSync(path.join(modelsDir, name, LAYOUT.index))
+        );
+      } catch {
+        return false;
+      }
+    })
+    .sort();
+}
+
+/** Parses a JSON file, or throws an Error whose message names the file and the reason. */
+export async function readJsonFile(dir: string, rel: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path.join(dir, rel), 'utf8');
+  } catch {
+    throw new Error(`${rel}: missing`);
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    throw new Error(`${rel}: not valid JSON (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** vae_decoder/config.json's scaling_factor, or the SD default when the file or key is absent. */
+export async function readScalingFactor(dir: string): Promise<number> {
+  if (!existsSync(path.join(dir, LAYOUT.vaeConfig))) return DEFAULT_SCALING_FACTOR;
+  const cfg = await readJsonFile(dir, LAYOUT.vaeConfig);
+  const f = isObject(cfg) ? cfg.scaling_factor : undefined;
+  if (f === undefined) return DEFAULT_SCALING_FACTOR;
+  if (typeof f !== 'number' || !(f > 0))
+    throw new Error(`${LAYOUT.vaeConfig}: scaling_factor must be a positive number`);
+  return f;
+}
+
+/** Checks one ONNX file with a role check; problems come back prefixed with the file. */
+async function inspectOnnx<T>(
+  dir: string,
+  rel: string,
+  check: (io: Awaited<ReturnType<typeof readOnnxHeader>>) => Checked<T>,
+) {
+  const file = path.join(dir, rel);
+  if (!existsSync(file)) return [`${rel}: missing`];
+  let header;
+  try {
+    header = await readOnnxHeader(file);
+  } catch (e) {
+    return [`${rel}: cannot be read as ONNX (${e instanceof Error ? e.message : String(e)})`];
+  }
+  const problems: string[] = [];
+  for (const ext of header.externalFiles) {
+    if (!existsSync(path.join(path.dirname(file), ext))) {
+      problems.push(`${path.posix.join(path.posix.dirname(rel), ext)}: missing (external weights of ${rel})`);
+    }
+  }
+  const checked = check(header);
+  if (!checked.ok) problems.push(...checked.problems.map((p) => `${rel}: ${p}`));
+  return problems;
+}
+
+/**
+ * Everything wrong with a model folder, one message per problem naming the file and the reason;
+ * [] when it can be loaded. Reads only small files and the ONNX headers (no weights, no sessions).
+ */
+export async function inspectModelFolder(dir: string): Promise<string[]> {
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) return [`${dir}: not a folder`];
+  const problems: string[] = [];
+  const json = async (rel: string, required = true) => {
+    if (!required && !existsSync(path.join(dir, rel))) return;
+    try {
+      await readJsonFile(dir, rel);
+    } catch (e) {
+      problems.push((e as Error).message);
+    }
+  };
+  await json(LAYOUT.index);
+  await json(LAYOUT.scheduler);
+  await json(LAYOUT.tokenizerConfig);
+  if (existsSync(path.join(dir, LAYOUT.tokenizerJson))) {
+    await json(LAYOUT.tokenizerJson);
+  } else {
+    for (const rel of [LAYOUT.vocab, LAYOUT.merges]) {
+      if (!existsSync(path.join(dir, rel))) {
+        problems.push(
+          `${rel}: missing (the tokenizer needs ${LAYOUT.tokenizerJson}, or vocab.json and merges.txt)`,
+        );
+      }
+    }
+    if (existsSync(path.join(dir, LAYOUT.vocab))) await json(LAYOUT.vocab);
+  }
+  try {
+    await readScalingFactor(dir);
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+  problems.push(...(await inspectOnnx(dir, LAYOUT.textEncoder, checkTextEncoder)));
+  problems.push(...(await inspectOnnx(dir, LAYOUT.unet, checkUNet)));
+  problems.push(...(await inspectOnnx(dir, LAYOUT.vae, checkVae)));
+  return problems;
+}

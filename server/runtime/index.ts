@@ -1,0 +1,123 @@
+// The model runtime: loads diffusers-layout ONNX model folders into the UNet / text encoder / VAE
+// handles nodes use, with sessions living in one worker thread, created once per model file and
+// provider, reused across runs, dropped by release() (POST /free).
+import path from 'node:path';
+import { LAYOUT, inspectModelFolder, readJsonFile, readScalingFactor } from './folder.ts';
+import { checkTextEncoder, checkUNet, checkVae, type Checked } from './io.ts';
+import { makeTextEncoder, makeUNet, makeVaeDecoder } from './models.ts';
+import { PROVIDERS, SessionPool, providerHint, type OpenSession, type Provider } from './sessions.ts';
+import { loadClipTokenizer } from './tokenizer.ts';
+import type { VideoModel } from './types.ts';
+
+export { inspectModelFolder, listModelFolders } from './folder.ts';
+export { PROVIDERS, type Provider } from './sessions.ts';
+export type { TextEncoderModel, UNetModel, VaeDecoderModel, VideoModel } from './types.ts';
+
+export interface LoadOptions {
+  /** Execution provider: cpu (default), cuda, tensorrt, webgpu. */
+  provider?: string;
+  /**
+   * When the provider cannot load: true (default) warns once and runs on CPU; false throws.
+   * Falling back keeps a workflow saved on a GPU machine runnable anywhere.
+   */
+  fallback?: boolean;
+}
+
+export interface ModelRuntime {
+  loadModel(dir: string, opts?: LoadOptions): Promise<VideoModel>;
+  stats(): { sessionsCreated: number; sessionsOpen: number };
+  /** Drops every session; loaded models keep working and re-create sessions on next use. */
+  release(): Promise<void>;
+  /** Stops the worker thread. */
+  close(): Promise<void>;
+  /** Provider problems met so far (each also logged once as a warning). */
+  readonly warnings: readonly string[];
+}
+
+function isProvider(p: string): p is Provider {
+  return (PROVIDERS as readonly string[]).includes(p);
+}
+
+function unwrap<T>(rel: string, checked: Checked<T>): T {
+  if (!checked.ok) throw new Error(checked.problems.map((p) => `${rel}: ${p}`).join('\n'));
+  return checked.io;
+}
+
+export function createRuntime(): ModelRuntime {
+  const pool = new SessionPool();
+  const warnings: string[] = [];
+  /** Providers that failed to load, with the message; later models go straight to the fallback. */
+  const broken = new Map<Provider, string>();
+
+  async function openWith(file: string, provider: Provider, fallback: boolean): Promise<OpenSession> {
+    const known = broken.get(provider);
+    if (known === undefined) {
+      try {
+        return await pool.open(file, provider);
+      } catch (e) {
+        if (provider === 'cpu') throw e;
+        const reason = e instanceof Error ? e.message.split('\n')[0] : String(e);
+        const msg = `execution provider "${provider}" could not be loaded (${reason}). ${providerHint(provider)}.`;
+        broken.set(provider, msg);
+        if (fallback) {
+          warnings.push(`${msg} Running on cpu instead.`);
+          console.warn(`rdflow: ${msg} Running on cpu instead.`);
+        }
+      }
+    }
+    if (!fallback) throw new Error(broken.get(provider));
+    return pool.open(file, 'cpu');
+  }
+
+  return {
+    warnings,
+    async loadModel(dir: string, opts: LoadOptions = {}): Promise<VideoModel> {
+      const provider = opts.provider ?? 'cpu';
+      if (!isProvider(provider)) {
+        throw new Error(`unknown execution provider "${provider}"; use one of ${PROVIDERS.join(', ')}`);
+      }
+      const root = path.resolve(dir);
+      const problems = await inspectModelFolder(root);
+      if (problems.length > 0) throw new Error(`model folder ${root}:\n${problems.join('\n')}`);
+      const fallback = opts.fallback ?? true;
+      const open = async (rel: string) => openWith(path.join(root, rel), provider, fallback);
+      const [textSession, unetSession, vaeSession] = [
+        await open(LAYOUT.textEncoder),
+        await open(LAYOUT.unet),
+        await open(LAYOUT.vae),
+      ];
+      // The sessions' own metadata decides names, dtypes and shapes.
+      const textIO = unwrap(LAYOUT.textEncoder, checkTextEncoder(textSession.io));
+      const unetIO = unwrap(LAYOUT.unet, checkUNet(unetSession.io));
+      const vaeIO = unwrap(LAYOUT.vae, checkVae(vaeSession.io));
+      if (textIO.width !== null && unetIO.hiddenWidth !== null && textIO.width !== unetIO.hiddenWidth) {
+        throw new Error(
+          `model folder ${root}: ${LAYOUT.textEncoder} outputs width ${textIO.width} but ${LAYOUT.unet} "${unetIO.hidden}" takes width ${unetIO.hiddenWidth}`,
+        );
+      }
+      const tokenizer = await loadClipTokenizer(path.join(root, LAYOUT.tokenizerDir));
+      const schedulerConfig = (await readJsonFile(root, LAYOUT.scheduler)) as Record<string, unknown>;
+      const scalingFactor = await readScalingFactor(root);
+      const name = path.basename(root);
+      return {
+        name,
+        dir: root,
+        unet: makeUNet(pool, unetSession, unetIO, `${name}/${LAYOUT.unet}`),
+        textEncoder: makeTextEncoder(pool, textSession, textIO, tokenizer, `${name}/${LAYOUT.textEncoder}`),
+        vae: makeVaeDecoder(pool, vaeSession, vaeIO, scalingFactor, `${name}/${LAYOUT.vae}`),
+        schedulerConfig,
+      };
+    },
+    stats: () => pool.stats(),
+    release: () => pool.release(),
+    close: () => pool.close(),
+  };
+}
+
+let runtime: ModelRuntime | null = null;
+
+/** The process's runtime (one worker thread, one session cache). */
+export function getRuntime(): ModelRuntime {
+  runtime ??= createRuntime();
+  return runtime;
+}

@@ -1,0 +1,169 @@
+// The main thread's side of the inference worker: opens sessions (once per model file + provider),
+// runs them, releases them. The worker starts on first use and is unref'd while idle, so a CLI
+// run exits when its work is done; a crashed worker fails its pending calls and is restarted.
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
+import type { ModelIO } from './io.ts';
+import type { OpenResult, Request, Response, WireSessionOptions, WireTensor } from './protocol.ts';
+
+export const PROVIDERS = ['cpu', 'cuda', 'tensorrt', 'webgpu'] as const;
+export type Provider = (typeof PROVIDERS)[number];
+
+/** Session creation options, tuned for CPU inference: the one place they are set. */
+export function sessionOptions(provider: Provider): WireSessionOptions {
+  return {
+    executionProviders: [provider],
+    intraOpNumThreads: os.availableParallelism(),
+    // One graph at a time: parallel branches would compete with the intra-op threads.
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    logSeverityLevel: 3,
+  };
+}
+
+/** How to make a provider available, for the message shown when it cannot load. */
+export function providerHint(provider: Provider): string {
+  switch (provider) {
+    case 'cuda':
+      return (
+        'onnxruntime-node downloads its CUDA libraries at install time (this project skips that download): ' +
+        'install CUDA 12 and cuDNN 9, then run "ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node" (see docs/gpu.md)'
+      );
+    case 'tensorrt':
+      return (
+        'TensorRT needs the CUDA libraries of onnxruntime-node ("ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild ' +
+        'onnxruntime-node") and TensorRT 10 on the library path (see docs/gpu.md)'
+      );
+    case 'webgpu':
+      return 'WebGPU needs a GPU adapter: a Vulkan driver on Linux, D3D12 on Windows, Metal on macOS (see docs/gpu.md)';
+    case 'cpu':
+      return 'the CPU provider ships with onnxruntime-node; reinstall it ("npm rebuild onnxruntime-node")';
+  }
+}
+
+export interface OpenSession {
+  readonly key: string;
+  readonly file: string;
+  readonly provider: Provider;
+  readonly io: ModelIO;
+}
+
+type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+interface Pending {
+  resolve: (r: Response) => void;
+  reject: (e: Error) => void;
+}
+
+export class SessionPool {
+  private worker: Worker | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private readonly sessions = new Map<string, Promise<OpenSession>>();
+  private created = 0;
+
+  /** sessionsCreated counts every session ever created; sessionsOpen those alive now. */
+  stats(): { sessionsCreated: number; sessionsOpen: number } {
+    return { sessionsCreated: this.created, sessionsOpen: this.sessions.size };
+  }
+
+  /** The session for `file` on `provider`: created on first use, then the same one. */
+  open(file: string, provider: Provider): Promise<OpenSession> {
+    const key = `${provider}|${file}`;
+    let s = this.sessions.get(key);
+    if (!s) {
+      s = this.call({ op: 'open', key, file, options: sessionOptions(provider) }).then(
+        (res) => {
+          this.created++;
+          const io = res as OpenResult;
+          return { key, file, provider, io: { inputs: io.inputs, outputs: io.outputs } };
+        },
+        (e: unknown) => {
+          this.sessions.delete(key);
+          throw e;
+        },
+      );
+      this.sessions.set(key, s);
+    }
+    return s;
+  }
+
+  /**
+   * Runs a session. `transfer`: feed buffers the caller gives up (made for this call), moved to
+   * the worker instead of copied. An abort rejects at once; the worker finishes the call unseen.
+   */
+  async run(
+    session: OpenSession,
+    feeds: Record<string, WireTensor>,
+    fetches: readonly string[],
+    transfer: ArrayBuffer[] = [],
+    signal?: AbortSignal,
+  ): Promise<Record<string, WireTensor>> {
+    signal?.throwIfAborted();
+    // Re-open after release(): model handles outlive a /free and keep working.
+    const s = await this.open(session.file, session.provider);
+    const res = this.call({ op: 'run', key: s.key, feeds, fetches }, transfer);
+    if (!signal) return (await res) as Record<string, WireTensor>;
+    return (await new Promise<unknown>((resolve, reject) => {
+      const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      res.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    })) as Record<string, WireTensor>;
+  }
+
+  /** Drops every session (memory back to the system); later calls re-create what they need. */
+  async release(): Promise<void> {
+    const open = [...this.sessions.values()];
+    this.sessions.clear();
+    await Promise.allSettled(open);
+    if (this.worker) await this.call({ op: 'release' });
+  }
+
+  /** Releases everything and stops the worker thread. */
+  async close(): Promise<void> {
+    this.sessions.clear();
+    const w = this.worker;
+    this.worker = null;
+    if (w) await w.terminate();
+  }
+
+  private ensureWorker(): Worker {
+    if (this.worker) return this.worker;
+    const w = new Worker(new URL('./worker-boot.mjs', import.meta.url));
+    w.unref();
+    w.on('message', (res: Response) => {
+      const p = this.pending.get(res.id);
+      if (!p) return;
+      this.pending.delete(res.id);
+      if (this.pending.size === 0) w.unref();
+      p.resolve(res);
+    });
+    const fail = (err: Error) => {
+      if (this.worker !== w) return;
+      this.worker = null;
+      this.sessions.clear();
+      const all = [...this.pending.values()];
+      this.pending.clear();
+      for (const p of all) p.reject(new Error(`inference worker stopped: ${err.message}`));
+    };
+    w.on('error', fail);
+    w.on('exit', (code) => fail(new Error(`exit code ${code}`)));
+    this.worker = w;
+    return w;
+  }
+
+  private call(req: DistributiveOmit<Request, 'id'>, transfer: ArrayBuffer[] = []): Promise<unknown> {
+    const w = this.ensureWorker();
+    const id = this.nextId++;
+    return new Promise<Response>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      // Keep the process alive while the worker owes an answer.
+      w.ref();
+      w.postMessage({ ...req, id } as Request, transfer);
+    }).then((res) => {
+      if (!res.ok) throw new Error(res.error);
+      return res.result;
+    });
+  }
+}

@@ -1,0 +1,105 @@
+// The inference worker: owns the onnxruntime sessions, because session.run() blocks the thread it
+// runs on. Handles one message at a time in arrival order; results go back with their buffers
+// transferred.
+import { parentPort } from 'node:worker_threads';
+import * as ort from 'onnxruntime-node';
+import type { ValueSpec } from './io.ts';
+import type { OpenResult, Request, Response, WireData, WireTensor } from './protocol.ts';
+
+const port = parentPort;
+if (!port) throw new Error('server/runtime/worker.ts must run in a worker thread');
+
+const sessions = new Map<string, ort.InferenceSession>();
+
+function specs(meta: readonly ort.InferenceSession.ValueMetadata[]): ValueSpec[] {
+  return meta.map((m) =>
+    m.isTensor
+      ? {
+          name: m.name,
+          type: m.type,
+          // An unnamed dynamic axis reads as a non-positive number or an empty name: call it '?'.
+          shape: m.shape.map((d) => (typeof d === 'number' ? (d > 0 ? d : '?') : d || '?')),
+        }
+      : { name: m.name, type: 'non-tensor', shape: null },
+  );
+}
+
+async function open(
+  key: string,
+  file: string,
+  options: ort.InferenceSession.SessionOptions,
+): Promise<OpenResult> {
+  let s = sessions.get(key);
+  if (!s) {
+    // Opened by path: onnxruntime finds external weight files relative to the model file.
+    s = await ort.InferenceSession.create(file, options);
+    sessions.set(key, s);
+  }
+  return { inputs: specs(s.inputMetadata), outputs: specs(s.outputMetadata) };
+}
+
+function ownBuffer(data: WireData): WireData {
+  return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
+}
+
+async function run(
+  key: string,
+  feeds: Record<string, WireTensor>,
+  fetches: readonly string[],
+): Promise<Record<string, WireTensor>> {
+  const s = sessions.get(key);
+  if (!s) throw new Error(`session ${key} is not open`);
+  const inputs: Record<string, ort.Tensor> = {};
+  for (const [name, t] of Object.entries(feeds)) inputs[name] = new ort.Tensor(t.type, t.data, t.dims);
+  const out = await s.run(inputs, [...fetches]);
+  const result: Record<string, WireTensor> = {};
+  for (const name of fetches) {
+    const t = out[name];
+    result[name] = {
+      type: t.type as WireTensor['type'],
+      dims: [...t.dims],
+      data: ownBuffer(t.data as WireData),
+    };
+  }
+  return result;
+}
+
+async function handle(req: Request): Promise<Response> {
+  try {
+    switch (req.op) {
+      case 'open':
+        return {
+          id: req.id,
+          ok: true,
+          result: await open(req.key, req.file, { ...req.options } as ort.InferenceSession.SessionOptions),
+        };
+      case 'run':
+        return { id: req.id, ok: true, result: await run(req.key, req.feeds, req.fetches) };
+      case 'close': {
+        const s = sessions.get(req.key);
+        sessions.delete(req.key);
+        await s?.release();
+        return { id: req.id, ok: true, result: null };
+      }
+      case 'release': {
+        const all = [...sessions.values()];
+        sessions.clear();
+        await Promise.all(all.map((s) => s.release()));
+        return { id: req.id, ok: true, result: null };
+      }
+    }
+  } catch (e) {
+    return { id: req.id, ok: false, error: e instanceof Error ? e.message : String(e) };
+  }
+}
+
+port.on('message', (req: Request) => {
+  void handle(req).then((res) => {
+    const transfer: ArrayBuffer[] = [];
+    if (res.ok && req.op === 'run' && res.result) {
+      for (const t of Object.values(res.result as Record<string, WireTensor>))
+        transfer.push(t.data.buffer as ArrayBuffer);
+    }
+    port.postMessage(res, transfer);
+  });
+});
