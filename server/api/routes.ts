@@ -42,7 +42,7 @@ function isObject(v: unknown): v is Json {
 /** The JSON body as an object; an absent body is `{}` (clients POST /interrupt without one). */
 function bodyObject(req: Request): Json {
   const b: unknown = req.body;
-  if (b === undefined || b === null) return {};
+  if (b === undefined) return {};
   if (!isObject(b)) throw new HttpError(400, 'invalid_request', 'The request body must be a JSON object.');
   return b;
 }

@@ -42,7 +42,12 @@ export async function handleUpload(
   let truncated = false;
   let bb: busboy.Busboy;
   try {
-    bb = busboy({ headers: req.headers, limits: { fileSize: maxBytes, files: 1, fields: 20, parts: 30 } });
+    // preservePath: a client-sent "../x.png" is refused, not silently flattened.
+    bb = busboy({
+      headers: req.headers,
+      preservePath: true,
+      limits: { fileSize: maxBytes, files: 1, fields: 20, parts: 30 },
+    });
   } catch {
     throw new UploadError(400, 'Expected a multipart/form-data body with an "image" file.');
   }

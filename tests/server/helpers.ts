@@ -43,7 +43,7 @@ export interface JsonResponse {
 
 export async function request(
   url: string,
-  init: { method?: string; body?: unknown; raw?: string | Uint8Array; headers?: Record<string, string> } = {},
+  init: { method?: string; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
 ): Promise<JsonResponse> {
   const hasBody = init.body !== undefined || init.raw !== undefined;
   const res = await fetch(url, {

@@ -1,0 +1,89 @@
+// Nothing lost: the server process is killed with SIGKILL while a prompt runs and others wait;
+// after a restart on the same data dir every pending prompt runs, and the one that was running is
+// in history as failed with a message saying so (it is not re-run: a prompt that crashed the
+// process would otherwise crash it again on every start).
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { CRASHED_MESSAGE } from '../../server/api/index.ts';
+import { request, slowPrompt, until } from './helpers.ts';
+
+const repoRoot = path.resolve(import.meta.dirname, '..', '..');
+const children: ChildProcess[] = [];
+
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
+});
+
+function spawnServer(root: string): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join('tests', 'server', 'fixtures', 'serve.ts'), root],
+    {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let out = '';
+    let err = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /READY (\d+)/.exec(out);
+      if (m) resolve({ child, url: `http://127.0.0.1:${m[1]}` });
+    });
+    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('exit', (code) => reject(new Error(`server exited (${code}) before it was ready: ${err}`)));
+  });
+}
+
+type History = Record<
+  string,
+  { status: { status_str: string; messages: [string, { exception_message?: string }][] } }
+>;
+
+describe('kill -9 mid-queue', () => {
+  it('restarts with every pending prompt run and the running one marked failed', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-restart-'));
+    const first = await spawnServer(root);
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const res = await request(`${first.url}/prompt`, {
+        body: { prompt: slowPrompt(i, { steps: 20, delayMs: 25, prefix: `r${i}` }) },
+      });
+      expect(res.status).toBe(200);
+      ids.push((res.body as { prompt_id: string }).prompt_id);
+    }
+    const running = await until(async () => {
+      const q = (await request(`${first.url}/queue`)).body as { queue_running: [number, string][] };
+      return q.queue_running[0]?.[1];
+    });
+    expect(running).toBe(ids[0]);
+    const exited = new Promise((r) => first.child.once('exit', r));
+    first.child.kill('SIGKILL');
+    await exited;
+
+    const second = await spawnServer(root);
+    const history = await until(async () => {
+      const h = (await request(`${second.url}/history`)).body as History;
+      return ids.every((id) => h[id]) ? h : undefined;
+    }, 30_000);
+    expect(history[ids[0]].status.status_str).toBe('error');
+    expect(history[ids[0]].status.messages[0][1].exception_message).toBe(CRASHED_MESSAGE);
+    for (const id of ids.slice(1)) expect(history[id].status.status_str).toBe('success');
+    for (let i = 1; i < 6; i++)
+      expect(fs.readFileSync(path.join(root, 'output', `r${i}.txt`), 'utf8').trim()).toBe(String(i));
+    const q = (await request(`${second.url}/queue`)).body as {
+      queue_running: unknown[];
+      queue_pending: unknown[];
+    };
+    expect(q).toEqual({ queue_running: [], queue_pending: [] });
+    // Numbers keep growing across restarts, so new prompts sort after old ones.
+    const next = await request(`${second.url}/prompt`, { body: { prompt: slowPrompt(99, { steps: 1 }) } });
+    expect((next.body as { number: number }).number).toBeGreaterThanOrEqual(6);
+    second.child.kill('SIGTERM');
+  }, 60_000);
+});

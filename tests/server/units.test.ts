@@ -1,0 +1,183 @@
+// The server's pure pieces on their own: the persistent queue's order and durability, history
+// bounds, the limits check, the event → message mapping and the hub's buffer policy.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import type { WebSocket } from 'ws';
+import { createHub, previewFrame } from '../../server/api/hub.ts';
+import { checkLimits, defaultLimits } from '../../server/api/limits.ts';
+import { toWire } from '../../server/api/messages.ts';
+import type { HistoryEntry } from '../../server/api/queue.ts';
+import { openStore } from '../../server/api/store.ts';
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-store-'));
+const item = (promptId: string) => ({
+  promptId,
+  prompt: { '1': { class_type: 'TestInt', inputs: { value: 1 } } },
+  extraData: {},
+  outputs: ['1'],
+});
+const entry = (id: string): HistoryEntry => ({
+  prompt: [0, id, {}, {}, []],
+  outputs: {},
+  status: { status_str: 'success', completed: true, messages: [] },
+  meta: {},
+});
+
+describe('the LMDB prompt queue', () => {
+  it('is FIFO, front jumps (latest front first), and survives reopening', async () => {
+    const dir = tmp();
+    let store = openStore(dir);
+    await store.queue.enqueue(item('a'));
+    await store.queue.enqueue(item('b'));
+    await store.queue.enqueue(item('c'), { front: true });
+    await store.queue.enqueue(item('d'), { front: true });
+    expect((await store.queue.pending()).map((i) => i.promptId)).toEqual(['d', 'c', 'a', 'b']);
+    expect((await store.queue.next())?.promptId).toBe('d');
+    expect((await store.queue.running())?.promptId).toBe('d');
+    expect(await store.queue.remaining()).toBe(4);
+    await store.close();
+
+    store = openStore(dir);
+    expect((await store.queue.running())?.promptId).toBe('d');
+    expect((await store.queue.pending()).map((i) => i.promptId)).toEqual(['c', 'a', 'b']);
+    expect(await store.queue.delete(['a', 'zzz'])).toEqual(['a']);
+    await store.queue.complete('d');
+    expect(await store.queue.running()).toBeUndefined();
+    const e = await store.queue.enqueue(item('e'));
+    // Numbers keep growing across reopenings.
+    expect(e.number).toBeGreaterThanOrEqual(4);
+    expect((await store.queue.pending()).map((i) => i.promptId)).toEqual(['c', 'b', 'e']);
+    await store.queue.clear();
+    expect(await store.queue.next()).toBeUndefined();
+    await store.close();
+  });
+
+  it('keeps history bounded, newest last, and answers max_items with the newest', async () => {
+    const store = openStore(tmp(), { historyLimit: 5 });
+    for (let i = 0; i < 8; i++) await store.history.put(`p${i}`, entry(`p${i}`));
+    expect((await store.history.list()).map(([id]) => id)).toEqual(['p3', 'p4', 'p5', 'p6', 'p7']);
+    expect((await store.history.list(2)).map(([id]) => id)).toEqual(['p6', 'p7']);
+    expect(await store.history.get('p0')).toBeUndefined();
+    expect((await store.history.get('p5'))?.prompt[1]).toBe('p5');
+    await store.history.delete(['p5']);
+    expect(await store.history.get('p5')).toBeUndefined();
+    await store.history.clear();
+    expect(await store.history.list()).toEqual([]);
+    await store.close();
+  });
+});
+
+describe('limits', () => {
+  const clip = (w: number, h: number, frames: number, batch = 1) => ({
+    '1': { class_type: 'NoiseInit', inputs: { seed: 0, width: w, height: h, frames, batch_size: batch } },
+  });
+
+  it('accepts ordinary clips and refuses clips that cannot fit, naming the node and input', () => {
+    expect(checkLimits(clip(512, 320, 16), defaultLimits)).toBeUndefined();
+    const errors = checkLimits(clip(4096, 4096, 1024, 64), defaultLimits)!;
+    expect(errors['1'].class_type).toBe('NoiseInit');
+    expect(errors['1'].errors[0].extra_info.input_name).toBe('frames');
+    expect(errors['1'].errors[0].message).toMatch(/GiB/);
+  });
+
+  it('multiplies frames by loop iterations for the total', () => {
+    const prompt = {
+      ...clip(256, 256, 16),
+      '2': { class_type: 'LoopStart', inputs: { iterations: 1000 } },
+    };
+    expect(checkLimits(prompt, { ...defaultLimits, maxTotalFrames: 16_000 })).toBeUndefined();
+    const errors = checkLimits(prompt, { ...defaultLimits, maxTotalFrames: 15_999 })!;
+    expect(errors['1'].errors[0].message).toMatch(/16 frames per clip × 1000 clips = 16000 frames/);
+  });
+});
+
+describe('engine events on the wire', () => {
+  it('uses snake_case fields and forwards the loop position', () => {
+    expect(
+      toWire({
+        type: 'execution_error',
+        promptId: 'p',
+        nodeId: '3',
+        nodeType: 'X',
+        executed: ['1'],
+        exceptionMessage: 'm',
+        exceptionType: 'Error',
+        traceback: [],
+        currentInputs: {},
+        currentOutputs: {},
+      }),
+    ).toMatchObject({
+      kind: 'json',
+      type: 'execution_error',
+      data: { prompt_id: 'p', node_id: '3', node_type: 'X', exception_message: 'm', exception_type: 'Error' },
+    });
+    expect(
+      toWire({ type: 'progress', promptId: 'p', node: '5', value: 2, max: 50, iteration: 1, iterations: 6 }),
+    ).toMatchObject({
+      data: { value: 2, max: 50, node: '5', prompt_id: 'p', iteration: 1, iterations: 6 },
+      droppable: true,
+    });
+    expect(
+      toWire({ type: 'loop_iteration', promptId: 'p', node: '7', iteration: 2, iterations: 6 }),
+    ).toMatchObject({
+      type: 'iteration',
+      data: { node: '7', iteration: 2, iterations: 6, prompt_id: 'p' },
+    });
+    expect(
+      toWire({ type: 'execution_interrupted', promptId: 'p', nodeId: '2', nodeType: 'X', executed: [] }),
+    ).toMatchObject({
+      toAll: true,
+    });
+  });
+
+  it('frames previews as ComfyUI does', () => {
+    const f = previewFrame('jpeg', Uint8Array.from([9, 8]));
+    expect([...f]).toEqual([0, 0, 0, 1, 0, 0, 0, 1, 9, 8]);
+  });
+});
+
+/** A stand-in socket whose buffered amount the test sets. */
+class FakeSocket extends EventEmitter {
+  readyState = 1;
+  bufferedAmount = 0;
+  sent: unknown[] = [];
+  terminated = false;
+  send(data: unknown) {
+    this.sent.push(data);
+  }
+  terminate() {
+    this.terminated = true;
+    this.readyState = 3;
+    this.emit('close');
+  }
+  ping() {}
+}
+
+describe('the hub', () => {
+  it('drops droppable messages above the soft limit and closes a socket above the hard limit', () => {
+    const hub = createHub({ softLimitBytes: 100, hardLimitBytes: 1000 });
+    const slow = new FakeSocket();
+    const ok = new FakeSocket();
+    hub.add(slow as unknown as WebSocket, 'a');
+    hub.add(ok as unknown as WebSocket, 'b');
+    slow.bufferedAmount = 500;
+    hub.sendBinary(Uint8Array.from([1]), null);
+    hub.send('progress', {}, null, { droppable: true });
+    hub.send('executing', {}, null);
+    expect(slow.sent).toHaveLength(1);
+    expect(ok.sent).toHaveLength(3);
+    slow.bufferedAmount = 5000;
+    hub.send('executing', {}, null);
+    expect(slow.terminated).toBe(true);
+    expect(ok.sent).toHaveLength(4);
+    expect(hub.stats()).toEqual({ clients: 1, dropped: 2, closedSlow: 1 });
+    // Per-client messages reach only that client's sockets.
+    hub.send('executed', {}, 'b');
+    hub.send('executed', {}, 'nobody');
+    expect(ok.sent).toHaveLength(5);
+    hub.close();
+  });
+});
