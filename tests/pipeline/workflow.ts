@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { applySets } from '../../server/cli.ts';
 import type { ApiPrompt } from '../../server/engine/types.ts';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -11,17 +12,11 @@ export function readWorkflow(name: string): ApiPrompt {
   return JSON.parse(readFileSync(path.join(repoRoot, 'workflows', name), 'utf8')) as ApiPrompt;
 }
 
-/** Sets `inputs[name] = value` on every node of `classType` that has that input as a literal. */
-export function setInput(prompt: ApiPrompt, classType: string, name: string, value: unknown): ApiPrompt {
-  let hits = 0;
-  for (const node of Object.values(prompt)) {
-    if (node.class_type === classType && name in node.inputs && !Array.isArray(node.inputs[name])) {
-      node.inputs[name] = value;
-      hits++;
-    }
-  }
-  if (hits === 0) throw new Error(`no ${classType} node with a literal input "${name}"`);
-  return prompt;
+/** The id of the one node of `classType` (all of them with `all`). */
+export function idsOf(prompt: ApiPrompt, classType: string): string[] {
+  const ids = Object.keys(prompt).filter((id) => prompt[id].class_type === classType);
+  if (ids.length === 0) throw new Error(`workflow has no ${classType} node`);
+  return ids;
 }
 
 export interface SmallRun {
@@ -30,24 +25,27 @@ export interface SmallRun {
   size: number;
   frames?: number;
   clips?: number;
+  /** Output subfolder for the videos. */
   prefix?: string;
 }
 
-/** The workflow, shrunk for a test: model, steps, size, clips, and output names under `prefix`. */
+/**
+ * The workflow, shrunk for a test through the CLI's own `--set NODE_ID.INPUT=VALUE` overrides:
+ * model, steps, size, frames, clips, and video names under `prefix`.
+ */
 export function shrink(prompt: ApiPrompt, o: SmallRun): ApiPrompt {
-  const p = structuredClone(prompt);
-  setInput(p, 'LoadVideoModel', 'model', o.model);
-  setInput(p, 'DDIMSampler', 'steps', o.steps);
-  setInput(p, 'NoiseInit', 'width', o.size);
-  setInput(p, 'NoiseInit', 'height', o.size);
-  if (o.frames !== undefined) setInput(p, 'NoiseInit', 'frames', o.frames);
-  if (o.clips !== undefined) setInput(p, 'LoopStart', 'iterations', o.clips);
-  if (o.prefix !== undefined) {
-    for (const node of Object.values(p)) {
-      if (node.class_type === 'VideoWrite') node.inputs.filename_prefix = `${o.prefix}/video`;
-    }
-  }
-  return p;
+  const sets: string[] = [];
+  const set = (classType: string, input: string, value: string | number) => {
+    for (const id of idsOf(prompt, classType)) sets.push(`${id}.${input}=${value}`);
+  };
+  set('LoadVideoModel', 'model', o.model);
+  set('DDIMSampler', 'steps', o.steps);
+  set('NoiseInit', 'width', o.size);
+  set('NoiseInit', 'height', o.size);
+  if (o.frames !== undefined) set('NoiseInit', 'frames', o.frames);
+  if (o.clips !== undefined) set('LoopStart', 'iterations', o.clips);
+  if (o.prefix !== undefined) set('VideoWrite', 'filename_prefix', `${o.prefix}/video`);
+  return applySets(prompt, sets);
 }
 
 /** Adds a SaveLatent of the sampler's latent (in the loop body: one file per clip). */
