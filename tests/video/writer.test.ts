@@ -124,6 +124,15 @@ describe('GIF', () => {
     // Few colours in the test frames: the per-frame palette reproduces them closely.
     expect(meanAbsDiff(await decodeFrameRgb(files[0], 7), frames, 7)).toBeLessThan(6);
   });
+
+  it('without ffmpeg, larger frames (palette from a pixel subsample) keep their colours', async () => {
+    process.env.RDFLOW_FFMPEG = path.join(tempDir(), 'no-ffmpeg-here');
+    const frames = movingFrames(3, 128, 160);
+    const { files } = await writeVideo('gif', 8, [frames]);
+    delete process.env.RDFLOW_FFMPEG;
+    expect(await probe(files[0])).toMatchObject({ width: 160, height: 128, nb_read_frames: '3' });
+    expect(meanAbsDiff(await decodeFrameRgb(files[0], 2), frames, 2)).toBeLessThan(6);
+  });
 });
 
 describe('animated WebP', () => {

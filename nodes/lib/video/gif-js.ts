@@ -41,6 +41,29 @@ export function gifDelayCs(k: number, fps: number): number {
   return Math.round(((k + 1) * 100) / fps) - Math.round((k * 100) / fps);
 }
 
+const PALETTE_SAMPLE_PIXELS = 16384;
+
+/** Every `step`-th pixel of every `step`-th row of `rgba` into `out`. */
+function subsample(
+  rgba: Uint8Array,
+  width: number,
+  height: number,
+  step: number,
+  out: Uint8Array,
+): Uint8Array {
+  let o = 0;
+  for (let y = 0; y < height; y += step) {
+    for (let x = 0; x < width; x += step) {
+      const i = (y * width + x) * 4;
+      out[o++] = rgba[i];
+      out[o++] = rgba[i + 1];
+      out[o++] = rgba[i + 2];
+      out[o++] = 255;
+    }
+  }
+  return out;
+}
+
 export interface GifJsWriter {
   writeFrame(rgb: Uint8Array): Promise<void>;
   finish(): Promise<void>;
@@ -58,6 +81,11 @@ export async function openGifJs(
   const fh: FileHandle = await open(file, 'w');
   const enc = gifenc.GIFEncoder({ auto: false, initialCapacity: width * height + 4096 });
   const rgba = new Uint8Array(width * height * 4);
+  // The palette is built from a lattice of at most ~16k pixels: quantising every pixel of a 256×256
+  // frame costs ~4× more for a palette that differs little.
+  const step = Math.max(1, Math.ceil(Math.sqrt((width * height) / PALETTE_SAMPLE_PIXELS)));
+  const sample =
+    step > 1 ? new Uint8Array(Math.ceil(width / step) * Math.ceil(height / step) * 4) : undefined;
   let k = 0;
   let closed = false;
   async function flush(): Promise<void> {
@@ -73,7 +101,9 @@ export async function openGifJs(
         rgba[i + 2] = rgb[j + 2];
         rgba[i + 3] = 255;
       }
-      const palette = gifenc.quantize(rgba, 256, { format: 'rgb565' });
+      const palette = gifenc.quantize(sample ? subsample(rgba, width, height, step, sample) : rgba, 256, {
+        format: 'rgb565',
+      });
       const index = gifenc.applyPalette(rgba, palette, 'rgb565');
       if (k === 0) enc.writeHeader();
       // gifenc takes the delay in ms and rounds it to cs; pass exact multiples of 10.
