@@ -9,10 +9,11 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { WebSocketServer } from 'ws';
 import type { AnyNodeDef, NodePaths } from '../engine/define.ts';
 import { createEngine } from '../engine/index.ts';
+import { getRuntime, listModelFolders } from '../runtime/index.ts';
 import { errorBody, HttpError } from './errors.ts';
 import { createHub, type HubOptions } from './hub.ts';
 import { defaultLimits, type Limits } from './limits.ts';
-import { createApiRouter, listModelDirs, repoRoot } from './routes.ts';
+import { createApiRouter, repoRoot } from './routes.ts';
 import { createRunner } from './runner.ts';
 import { checkAccess, isLoopbackHost, listenProblem, TOKEN_COOKIE } from './security.ts';
 import { openStore } from './store.ts';
@@ -82,14 +83,6 @@ function readVersion(): string {
   } catch {
     return '0.0.0';
   }
-}
-
-/** Drops onnxruntime sessions if the runtime module is present (it may not be loaded at all). */
-async function releaseRuntime(): Promise<void> {
-  const spec = '../runtime/index.ts';
-  const mod = (await import(spec).catch(() => undefined)) as
-    { getRuntime?: () => { release(): Promise<void> } } | undefined;
-  await mod?.getRuntime?.().release();
 }
 
 async function defaultNodes(): Promise<readonly AnyNodeDef[]> {
@@ -187,8 +180,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     jsonLimitBytes: opts.jsonLimitBytes ?? 10 * 1024 * 1024,
     maxUploadBytes: opts.maxUploadBytes ?? 100 * 1024 * 1024,
     queueChanged,
-    releaseModels: releaseRuntime,
-    listModels: () => listModelDirs(paths.models),
+    // Sessions live in the process-wide runtime; its worker starts only when a model loads.
+    releaseModels: () => getRuntime().release(),
+    listModels: () => listModelFolders(paths.models),
     version: readVersion(),
   });
   app.use('/api', router);

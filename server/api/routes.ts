@@ -1,9 +1,8 @@
 // api.md's HTTP endpoints. The router is mounted at `/` and at `/api`, as ComfyUI does.
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import express, { type Request, type Response, type Router } from 'express';
+import express, { type Request, type Router } from 'express';
 import type { AnyNodeDef, NodePaths } from '../engine/define.ts';
 import type { ApiPrompt, Engine } from '../engine/types.ts';
 import { isCanvasWorkflow, toApiPrompt } from '../engine/index.ts';
@@ -299,27 +298,6 @@ export function createApiRouter(ctx: ApiContext): Router {
   });
 
   return r;
-}
-
-/** Model folder names (directories) under `modelsDir`; none if it is missing. */
-export function listModelDirs(modelsDir: string): string[] {
-  try {
-    return fs
-      .readdirSync(modelsDir, { withFileTypes: true })
-      .filter((d) => d.isDirectory() && !d.name.startsWith('.'))
-      .map((d) => d.name)
-      .sort();
-  } catch {
-    return [];
-  }
-}
-
-export function sendError(res: Response, status: number, type: string, message: string, details = ''): void {
-  if (res.headersSent) {
-    res.end();
-    return;
-  }
-  res.status(status).json(errorBody(type, message, details));
 }
 
 export const repoRoot = path.resolve(import.meta.dirname, '..', '..');

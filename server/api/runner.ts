@@ -60,6 +60,7 @@ export function createRunner(deps: RunnerDeps): Runner {
   let current: { item: QueueItem; controller: AbortController } | undefined;
   let stopped = false;
   let wakeUp: (() => void) | undefined;
+  let woken = false;
   let loopDone: Promise<void> | undefined;
   const idleTasks: (() => Promise<void> | void)[] = [];
 
@@ -195,6 +196,10 @@ export function createRunner(deps: RunnerDeps): Runner {
 
   async function loop(): Promise<void> {
     while (!stopped) {
+      // Tasks asked for before this prompt was taken (POST /free) run before it.
+      await runIdleTasks();
+      // A wake-up that arrives while we look at the queue must not be lost.
+      woken = false;
       let item: QueueItem | undefined;
       try {
         item = await queue.next();
@@ -202,11 +207,10 @@ export function createRunner(deps: RunnerDeps): Runner {
         deps.log(`queue.next failed: ${String(err)}`);
       }
       if (!item) {
-        await runIdleTasks();
         if (stopped) break;
         await new Promise<void>((resolve) => {
           wakeUp = resolve;
-          if (idleTasks.length > 0) resolve();
+          if (woken || idleTasks.length > 0) resolve();
         });
         wakeUp = undefined;
         continue;
@@ -219,7 +223,6 @@ export function createRunner(deps: RunnerDeps): Runner {
         deps.log(`prompt ${item.promptId} failed outside the engine: ${String(err)}`);
       }
       current = undefined;
-      await runIdleTasks();
       deps.onQueueChange();
     }
   }
@@ -230,6 +233,7 @@ export function createRunner(deps: RunnerDeps): Runner {
       loopDone = loop();
     },
     wake() {
+      woken = true;
       wakeUp?.();
     },
     interrupt(promptId) {
@@ -250,12 +254,16 @@ export function createRunner(deps: RunnerDeps): Runner {
             resolve();
           }
         });
-        if (!current) wakeUp?.();
+        if (!current) {
+          woken = true;
+          wakeUp?.();
+        }
       });
     },
     async stop() {
       stopped = true;
       current?.controller.abort(new Error('Server shutting down'));
+      woken = true;
       wakeUp?.();
       await loopDone;
     },

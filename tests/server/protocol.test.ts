@@ -1,5 +1,7 @@
 // The protocol of api.md, driven over real HTTP and WebSocket against a server on a free loopback
 // port: message order, history and /view, caching, validation errors, queue order, interrupt.
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   connect,
@@ -346,10 +348,10 @@ describe('other endpoints', () => {
     expect(stats.devices[0].type).toBe('cpu');
     expect((await request(`${server.url}/embeddings`)).body).toEqual([]);
     expect((await request(`${server.url}/extensions`)).body).toEqual([]);
-    expect(Array.isArray((await request(`${server.url}/models`)).body)).toBe(true);
-    const free = await request(`${server.url}/free`, { body: { unload_models: true, free_memory: true } });
-    expect(free.status).toBe(200);
-    expect(free.body).toEqual({});
+    expect((await request(`${server.url}/models`)).body).toEqual(['video_models']);
+    fs.mkdirSync(path.join(server.root, 'models', 'tiny'), { recursive: true });
+    fs.writeFileSync(path.join(server.root, 'models', 'tiny', 'model_index.json'), '{}');
+    expect((await request(`${server.url}/models/video_models`)).body).toEqual(['tiny']);
 
     const all = (await request(`${server.url}/history`)).body as Record<string, unknown>;
     const ids = Object.keys(all);
@@ -359,6 +361,22 @@ describe('other endpoints', () => {
     const del = await request(`${server.url}/history`, { body: { delete: [ids[0]] } });
     expect(del.body).toEqual({});
     expect((await request(`${server.url}/history/${ids[0]}`)).body).toEqual({});
+  });
+
+  it('POST /free {free_memory} clears the engine cache, so the same prompt runs again', async () => {
+    const ws = await connect(server.url, 'free');
+    const prompt = slowPrompt(500, { prefix: 'free' });
+    const a = await queuePrompt(prompt, { client_id: 'free' });
+    await ws.waitFor(isDone(a.prompt_id));
+    const free = await request(`${server.url}/free`, { body: { unload_models: true, free_memory: true } });
+    expect(free.status).toBe(200);
+    expect(free.body).toEqual({});
+    const b = await queuePrompt(prompt, { client_id: 'free' });
+    await ws.waitFor(isDone(b.prompt_id));
+    const cached = forPrompt(ws.messages, b.prompt_id).find((m) => m.type === 'execution_cached')!;
+    expect(cached.data.nodes).toEqual([]);
+    expect(forPrompt(ws.messages, b.prompt_id).some((m) => m.type === 'progress')).toBe(true);
+    ws.close();
   });
 
   it('serves a page at / saying how to build the editor when it is not built', async () => {
