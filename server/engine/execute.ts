@@ -5,7 +5,7 @@ import type { AnyNodeDef, LoopPosition, NodePaths, RunContext, RunOutcome, UiOut
 import { inputEntries, type Graph, type GraphNode } from './graph.ts';
 import type { Plan, Step } from './plan.ts';
 import type { Registry } from './registry.ts';
-import { literalSignature, nodeSignature, type MemoryCache, type SpillCache } from './cache.ts';
+import { hashParts, literalSignature, nodeSignature, type MemoryCache, type SpillCache } from './cache.ts';
 import type { EngineEvent, RunResultSummary } from './types.ts';
 
 interface Slot {
@@ -20,6 +20,7 @@ interface Slot {
   loop?: LoopPosition;
   executed: boolean;
   pending?: Promise<unknown[]>;
+  loopUi?: Map<string, UiOutput>;
 }
 
 type Ref = { kind: 'literal'; value: unknown; sig: string } | { kind: 'slot'; slot: Slot; index: number };
@@ -36,6 +37,10 @@ interface Scope {
   loopEndRefs?: Ref[];
   /** Spill entries pinned while this scope lives. */
   pins: string[];
+  /** Output nodes of this loop body whose whole loop is cached: replayed once, not run. */
+  skipOutputs?: Set<string>;
+  /** UI of this loop's output nodes over all iterations (cached under a whole-loop key at the end). */
+  loopUi?: Map<string, UiOutput>;
 }
 
 export interface ExecuteDeps {
@@ -229,8 +234,13 @@ async function executeSlot(st: RunState, slot: Slot): Promise<unknown[]> {
     st.emit({ type: 'executed', promptId: st.promptId, node: nodeId, displayNode: nodeId, output: ui });
   }
   if (slot.inBody) {
-    // Streaming output nodes run every iteration; other body outputs go to disk, not memory.
+    // Body outputs go to disk, not memory; output nodes' UI is collected for the whole loop.
     if (!def.outputNode) st.spill.put(slot.sig, values);
+    else if (ui && slot.loopUi) {
+      const acc: Record<string, UiOutput> = { [nodeId]: slot.loopUi.get(nodeId) ?? {} };
+      mergeUi(acc, nodeId, ui);
+      slot.loopUi.set(nodeId, acc[nodeId]);
+    }
   } else st.memory.set(slot.sig, { values, ui });
   return values;
 }
@@ -276,6 +286,7 @@ async function createSlot(st: RunState, scope: Scope, id: string): Promise<Slot>
     inBody: scope.inBody,
     loop: scope.loop,
     executed: false,
+    loopUi: scope.loopUi,
   };
   scope.refs.set(
     id,
@@ -286,7 +297,8 @@ async function createSlot(st: RunState, scope: Scope, id: string): Promise<Slot>
 }
 
 /** An output node outside loops: replayed from the cache when unchanged. */
-async function runOutputNode(st: RunState, slot: Slot): Promise<void> {
+async function runOutputNode(st: RunState, scope: Scope, slot: Slot): Promise<void> {
+  if (scope.skipOutputs?.has(slot.nodeId)) return;
   if (!slot.inBody) {
     const hit = st.memory.get(slot.sig);
     if (hit) {
@@ -318,10 +330,7 @@ async function runSteps(st: RunState, scope: Scope, steps: readonly Step[]): Pro
       const id = (steps[i] as { id: string }).id;
       const def = st.registry.get(st.graph.get(id)!.classType)!;
       if (def.role === 'loop-end') {
-        scope.loopEndRefs = Array.from({ length: CARRIED }, (_, k) => {
-          const link = st.graph.get(id)!.links[`value${k + 1}`];
-          return link ? (lookup(scope, link[0])?.[link[1]] ?? undefinedRef) : undefinedRef;
-        });
+        scope.loopEndRefs = loopEndRefs(st, scope, id);
         continue;
       }
       segment.push(await createSlot(st, scope, id));
@@ -333,12 +342,68 @@ async function runSteps(st: RunState, scope: Scope, steps: readonly Step[]): Pro
       }
     }
     first = false;
-    for (const slot of segment) if (slot.def.outputNode) await runOutputNode(st, slot);
+    for (const slot of segment) if (slot.def.outputNode) await runOutputNode(st, scope, slot);
     if (i < steps.length) {
       const step = steps[i++];
       if (step.kind === 'loop') await runLoop(st, scope, step);
     }
   }
+}
+
+/**
+ * A whole-loop cache key for each output node in a loop body: the chained hash of its signature in
+ * every iteration, computed without running anything (signatures chain through the carried values'
+ * signatures). A streaming output node cannot resume a file halfway, so it is replayed from the
+ * cache only when its whole loop is unchanged; one small entry per output node, whatever the length.
+ * Nested loops are not simulated: their output nodes simply run.
+ */
+async function bodyOutputKeys(
+  st: RunState,
+  scope: Scope,
+  step: Step & { kind: 'loop' },
+  iterations: number,
+  initial: Ref[],
+  flowRef: Ref,
+): Promise<Map<string, string>> {
+  const keys = new Map<string, string>();
+  if (step.body.some((s) => s.kind === 'loop')) return keys;
+  const outputIds = step.body
+    .filter((s): s is { kind: 'node'; id: string } => s.kind === 'node')
+    .map((s) => s.id)
+    .filter((id) => st.registry.get(st.graph.get(id)!.classType)?.outputNode === true);
+  for (const id of outputIds) keys.set(id, hashParts(['loop-output', id, iterations]));
+  let carried = initial;
+  for (let c = 0; c < iterations && keys.size > 0; c++) {
+    const body: Scope = {
+      parent: scope,
+      refs: new Map(),
+      slots: [],
+      inBody: true,
+      loop: { iteration: c, iterations },
+      loopPath: scope.loopPath === undefined ? String(c) : `${scope.loopPath}/${c}`,
+      pins: [],
+    };
+    body.refs.set(step.start, [flowRef, { kind: 'literal', value: c, sig: literalSignature(c) }, ...carried]);
+    for (const s of step.body) {
+      if (s.kind !== 'node') continue;
+      if (st.registry.get(st.graph.get(s.id)!.classType)?.role === 'loop-end') {
+        body.loopEndRefs = loopEndRefs(st, body, s.id);
+        continue;
+      }
+      const slot = await createSlot(st, body, s.id);
+      const key = keys.get(s.id);
+      if (key !== undefined) keys.set(s.id, hashParts([key, slot.sig]));
+    }
+    carried = body.loopEndRefs ?? initial.map(() => undefinedRef);
+  }
+  return keys;
+}
+
+function loopEndRefs(st: RunState, scope: Scope, id: string): Ref[] {
+  return Array.from({ length: CARRIED }, (_, k) => {
+    const link = st.graph.get(id)!.links[`value${k + 1}`];
+    return link ? (lookup(scope, link[0])?.[link[1]] ?? undefinedRef) : undefinedRef;
+  });
 }
 
 async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }): Promise<void> {
@@ -372,6 +437,18 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
     value: { loop: step.start },
     sig: literalSignature(['flow', step.start]),
   };
+  const outputKeys = await bodyOutputKeys(st, scope, step, iterations, carried, flowRef);
+  const skipOutputs = new Set<string>();
+  for (const [id, key] of outputKeys) {
+    const hit = st.memory.get(key);
+    if (!hit) continue;
+    skipOutputs.add(id);
+    if (hit.ui && Object.keys(hit.ui).length > 0) {
+      mergeUi(st.outputs, id, hit.ui);
+      st.emit({ type: 'executed', promptId: st.promptId, node: id, displayNode: id, output: hit.ui });
+    }
+  }
+  const loopUi = new Map<string, UiOutput>();
 
   for (let c = 0; c < iterations; c++) {
     st.signal.throwIfAborted();
@@ -385,6 +462,8 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
       loop,
       loopPath: scope.loopPath === undefined ? String(c) : `${scope.loopPath}/${c}`,
       pins: [],
+      skipOutputs,
+      loopUi,
     };
     const indexRef: Ref = { kind: 'literal', value: c, sig: literalSignature(c) };
     body.refs.set(step.start, [flowRef, indexRef, ...carried]);
@@ -413,6 +492,9 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
     if (cached.length > 0) {
       st.emit({ type: 'execution_cached', promptId: st.promptId, nodes: cached, timestamp: Date.now() });
     }
+  }
+  for (const [id, key] of outputKeys) {
+    if (!skipOutputs.has(id)) st.memory.set(key, { values: [], ui: loopUi.get(id) });
   }
   scope.pins.push(...carriedPins);
   st.executed.add(step.start);

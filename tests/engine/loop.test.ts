@@ -75,11 +75,41 @@ describe('loops', () => {
     const { result, events } = await t.run(accumulate(4, 'second'));
     expect(result.status).toBe('success');
     // The writer runs every iteration (it streams); everything upstream comes from the caches.
-    expect(t.log.runs.filter((id) => id !== '13' && id !== '14')).toEqual(['15', '15', '15', '15']);
+    expect(t.log.runs).toEqual(['15', '15', '15', '15']);
     expect(fs.readFileSync(path.join(t.paths.output, 'second.txt'), 'utf8')).toBe('101\n102\n104\n107\n');
     const cachedPerIteration = eventsOf(events, 'execution_cached').filter((e) => e.nodes.includes('11'));
     expect(cachedPerIteration).toHaveLength(4);
-    for (const e of cachedPerIteration) expect(e.nodes.sort()).toEqual(['11', '12']);
+    // The collectors in the body were unchanged over the whole loop: replayed from the cache.
+    for (const e of cachedPerIteration) expect(e.nodes.sort()).toEqual(['11', '12', '13', '14']);
+    expect(result).toMatchObject({ outputs: { '13': { values: [0, 1, 2, 3] } } });
+  });
+
+  test('an unchanged loop runs nothing and reports its files from the cache', async () => {
+    t = setupEngine();
+    const first = await t.run(accumulate(4));
+    t.log.reset();
+    const { result, events } = await t.run(accumulate(4));
+    expect(t.log.runs).toEqual([]);
+    expect(result).toMatchObject({
+      status: 'success',
+      outputs: (first.result as { outputs: unknown }).outputs,
+    });
+    expect(
+      eventsOf(events, 'executed')
+        .map((e) => e.node)
+        .sort(),
+    ).toEqual(['13', '14', '15', '17']);
+  });
+
+  test('adding iterations runs only the new ones, and the streaming writer rewrites its whole file', async () => {
+    t = setupEngine();
+    await t.run(accumulate(4, 'four'));
+    t.log.reset();
+    await t.run(accumulate(5, 'five'));
+    // Body nodes of iterations 0-3 come from the disk tier; the writer must see every clip.
+    expect(t.log.count('11')).toBe(1);
+    expect(t.log.count('15')).toBe(5);
+    expect(fs.readFileSync(path.join(t.paths.output, 'five.txt'), 'utf8')).toBe('101\n102\n104\n107\n111\n');
   });
 
   test('changing the initial value re-runs the body chain', async () => {
@@ -146,7 +176,8 @@ describe('loop memory', () => {
     '1': { class_type: 'LoopStart', inputs: { iterations } },
     '2': { class_type: 'TestBuffer', inputs: { value: ['1', 1], size: 50_000 } },
     '3': { class_type: 'TestBufferSum', inputs: { buffer: ['2', 0] } },
-    '4': { class_type: 'TestCollect', inputs: { value: ['3', 0] } },
+    // Its UI (one file name) is the same size whatever the number of iterations.
+    '4': { class_type: 'TestFileWriter', inputs: { value: ['3', 0], filename_prefix: 'sums' } },
     '5': { class_type: 'LoopEnd', inputs: { flow: ['1', 0], value1: ['2', 0] } },
   });
 
@@ -162,7 +193,8 @@ describe('loop memory', () => {
     expect(thirty.memoryBytes).toBeLessThan(200_000); // not even one 200 kB buffer
     // They went to the disk tier instead, from which a re-run reads them.
     expect(thirty.spillEntries).toBeGreaterThanOrEqual(30);
-    expect(t.log.collected.get('4')).toEqual(Array.from({ length: 30 }, (_, i) => i * 50_000));
+    const sums = fs.readFileSync(path.join(t.paths.output, 'sums.txt'), 'utf8');
+    expect(sums).toBe(Array.from({ length: 30 }, (_, i) => `${i * 50_000}\n`).join(''));
   });
 
   test('the disk tier is bounded by bytes and deleted with the cache', async () => {
