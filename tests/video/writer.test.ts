@@ -1,5 +1,7 @@
 // The streaming video writer: what each format decodes to, chunked vs one-shot writes, and that
 // failures and interrupts leave no partial file.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { chmodSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -269,5 +271,38 @@ describe('validateVideoOptions', () => {
   });
   it('openVideoWriter refuses bad options at once', () => {
     expect(() => openVideoWriter({ format: 'mp4', fps: 120, path: '/tmp/x.mp4' })).toThrow(/fps 120/);
+  });
+});
+
+describe('a host killed mid-video', () => {
+  it('leaves only a hidden temp file, which the next resolveOutputPath in that folder removes', async () => {
+    const dir = tempDir();
+    const fixture = path.join(import.meta.dirname, 'fixtures', 'write-then-hang.ts');
+    const child = spawn(process.execPath, ['--import', 'tsx', fixture, dir], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (b: Buffer) => {
+        if (b.toString().includes('written')) resolve();
+      });
+      child.on('exit', (code) => reject(new Error(`fixture exited early (${code})`)));
+    });
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    // ffmpeg (its own process group) sees end of input and exits by itself; wait for that.
+    const ffmpegAlive = () =>
+      readdirSync('/proc').some((p) => {
+        try {
+          return /^\d+$/.test(p) && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(dir);
+        } catch {
+          return false;
+        }
+      });
+    for (let i = 0; i < 500 && ffmpegAlive(); i++) await new Promise((r) => setTimeout(r, 10));
+    const left = readdirSync(dir);
+    expect(left).toHaveLength(1);
+    expect(left.every((n) => /^\.crash_00001\.tmp-\d+-[0-9a-f]+\.mp4$/.test(n))).toBe(true);
+    expect(resolveOutputPath(dir, 'crash', 'mp4').filename).toBe('crash_00001.mp4');
+    expect(readdirSync(dir)).toEqual([]);
   });
 });

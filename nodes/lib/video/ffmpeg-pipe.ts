@@ -22,7 +22,9 @@ export class FfmpegError extends Error {
 
 /** Starts `bin args`; `what` names the output in error messages ("clip_00001.mp4"). */
 export function startFfmpeg(bin: string, args: readonly string[], what: string): FfmpegPipe {
-  const child = spawn(bin, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+  // Own process group: a terminal Ctrl-C reaches the host, which aborts the writer (kill + delete);
+  // ffmpeg does not finalise a half-written temp file behind its back.
+  const child = spawn(bin, args, { stdio: ['pipe', 'ignore', 'pipe'], detached: true });
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (s: string) => {
