@@ -113,7 +113,7 @@ export async function sampleClip(opts: SampleClipOptions): Promise<SampleClipRes
   for (let i = 0; i < S; i++) {
     signal?.throwIfAborted();
     const t = timesteps[i];
-    if (previous && M > 0) applyDsgInto(z, previous, i); // DSG on the input latent of step i
+    if (previous && M > 0) applyDsgInto(z, previous, i, beta); // DSG on the input latent of step i
     // record[i] = z, after DSG, before the model call; only what the next clip reads.
     if (i === 0) first = z;
     if (i < recordedSteps) tails.push(recordTail(z, M));

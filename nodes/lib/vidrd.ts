@@ -132,15 +132,16 @@ export function recordTail(z: Tensor, M: number): Tensor {
 }
 
 /**
- * DSG in place on z (a latent the caller owns): for each j < M with dsgActive(i, j), sets
+ * DSG in place on z (a latent the caller owns): for each j < M with dsgActive(i, j) under this
+ * clip's β, sets
  * z[:, :, j] = flip(past[i])[:, :, j] = past[i][:, :, N-1-j], i.e. tails[i] frame M-1-j.
  * Returns the frames it replaced.
  */
-export function applyDsgInto(z: Tensor, past: DsgRecord, i: number): number[] {
+export function applyDsgInto(z: Tensor, past: DsgRecord, i: number, beta: number): number[] {
   const M = past.referenceFrames;
   const replaced: number[] = [];
   for (let j = 0; j < M; j++) {
-    if (!dsgActive(i, j, past.steps, past.beta, M)) continue;
+    if (!dsgActive(i, j, past.steps, beta, M)) continue;
     const tail = past.tails[i];
     if (!tail) throw new Error(`DSG: the previous record has no frames for step ${i}`);
     copyFramesInto(z, j, tail, M - 1 - j, 1);
@@ -149,7 +150,10 @@ export function applyDsgInto(z: Tensor, past: DsgRecord, i: number): number[] {
   return replaced;
 }
 
-/** Checks that a previous clip's record fits this clip (same S, M, β and latent shape). */
+/**
+ * Checks that a previous clip's record fits this clip: same S, M and latent shape, and enough
+ * recorded steps for this clip's β (a different β is fine if the record covers it).
+ */
 export function checkRecordMatches(
   past: DsgRecord,
   S: number,
@@ -162,18 +166,22 @@ export function checkRecordMatches(
   if (past.referenceFrames !== M) {
     problems.push(`it was made with ${past.referenceFrames} reference frames, this clip uses ${M}`);
   }
-  if (past.beta !== beta) problems.push(`it was made with beta ${past.beta}, this clip uses ${beta}`);
   if (past.shape.length !== shape.length || past.shape.some((v, k) => v !== shape[k])) {
     problems.push(`its latent shape is ${formatShape(past.shape)}, this clip's is ${formatShape(shape)}`);
   }
-  const expectedTails = dsgRecordedSteps(past.steps, past.beta, past.referenceFrames);
-  if (problems.length === 0 && past.tails.length < expectedTails) {
-    problems.push(`it holds ${past.tails.length} of the ${expectedTails} steps DSG reads`);
+  const needed = dsgRecordedSteps(S, beta, M);
+  if (problems.length === 0 && past.tails.length < needed) {
+    problems.push(
+      `it holds ${past.tails.length} guided steps (beta ${past.beta}), this clip's beta ${beta} needs ${needed}`,
+    );
   }
   if (problems.length > 0) {
     throw new Error(`previous record does not fit this clip: ${problems.join('; ')}`);
   }
-  if (numel(past.first.shape) !== numel(shape)) {
-    throw new Error('previous record is damaged: its first latent has the wrong size');
+  if (
+    past.first.data.length !== numel(shape) ||
+    past.tails.some((t) => t.data.length !== (numel(shape) / shape[2]) * M)
+  ) {
+    throw new Error('previous record is damaged: its tensors have the wrong size');
   }
 }

@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { getFrames, maxAbsDiff, zeros } from '../../nodes/lib/tensor.ts';
 import { torchRandn } from '../../nodes/lib/torch-rng.ts';
+import type { Tensor } from '../../nodes/lib/tensor-type.ts';
+import type { DsgRecord } from '../../nodes/lib/vidrd.ts';
 import {
+  applyDsgInto,
   cfgCombine,
   dsgActive,
   dsgRecordedSteps,
@@ -9,6 +12,8 @@ import {
   dsgTable,
   flipFrames,
   pnsNoise,
+  recordBytes,
+  recordTail,
 } from '../../nodes/lib/vidrd.ts';
 
 const shape = [1, 4, 8, 3, 3]; // N = 8 frames
@@ -124,5 +129,49 @@ describe('classifier-free guidance', () => {
     const e = cfgCombine(eU, eC, 7.5);
     e.data.forEach((v, k) => expect(v).toBeCloseTo(eU.data[k] + 7.5 * (eC.data[k] - eU.data[k]), 5));
     expect(cfgCombine(eU, eC, 1).data).toEqual(eC.data);
+  });
+});
+
+describe('how DSG reads a record: flip(past[i])[:, :, j] = past[i][:, :, N-1-j] = tails[i] frame M-1-j', () => {
+  // A record of S = 10 steps, M = 3, β = 0.4 (4 recorded steps) whose past[i] frame f holds 100·i + f.
+  const S = 10;
+  const M = 3;
+  const past = (i: number): Tensor => {
+    const t = zeros([1, 1, N, 1, 2]);
+    for (let f = 0; f < N; f++) t.data.fill(100 * i + f, 2 * f, 2 * f + 2);
+    return t;
+  };
+  const record: DsgRecord = {
+    kind: 'dsg-record',
+    steps: S,
+    referenceFrames: M,
+    beta: 0.4,
+    shape: [1, 1, N, 1, 2],
+    first: past(0),
+    tails: [0, 1, 2, 3].map((i) => recordTail(past(i), M)),
+  };
+
+  it('record tails hold frames N-M … N-1 in order', () => {
+    expect([...record.tails[2].data]).toEqual([205, 205, 206, 206, 207, 207]);
+    expect(recordBytes(record)).toBe(4 * (2 * N + 4 * 2 * M));
+  });
+
+  it('step i writes frame j = past[i] frame N-1-j where i < β·S·(1 - j/M), nothing else', () => {
+    for (let i = 0; i < S; i++) {
+      const z = zeros([1, 1, N, 1, 2]).data.fill(-1);
+      const zt = { data: z, shape: [1, 1, N, 1, 2] };
+      const replaced = applyDsgInto(zt, record, i, 0.4);
+      const expected = [0, 1, 2].filter((j) => i < 0.4 * S * (1 - j / M) - 1e-9);
+      expect(replaced, `step ${i}`).toEqual(expected);
+      for (let j = 0; j < N; j++) {
+        expect(z[2 * j], `step ${i}, frame ${j}`).toBe(expected.includes(j) ? 100 * i + (N - 1 - j) : -1);
+      }
+    }
+  });
+
+  it("uses the clip's own β: β = 0.2 reads only steps 0–1 of the same record", () => {
+    const z = { data: new Float32Array(2 * N), shape: [1, 1, N, 1, 2] };
+    expect(applyDsgInto(z, record, 1, 0.2)).toEqual([0, 1]); // frame 1: 1 < 0.2·10·(2/3)
+    expect(applyDsgInto(z, record, 2, 0.2)).toEqual([]);
   });
 });
