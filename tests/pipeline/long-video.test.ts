@@ -10,12 +10,13 @@ import { npyToTensor } from '../../nodes/lib/npy.ts';
 import { torchRandn } from '../../nodes/lib/torch-rng.ts';
 import { createEngine } from '../../server/engine/index.ts';
 import type { ApiPrompt, EngineEvent } from '../../server/engine/types.ts';
+import { applySets } from '../../server/cli.ts';
 import { getRuntime } from '../../server/runtime/index.ts';
 import { makeTestModel } from '../helpers/models.ts';
 import { makePaths } from '../nodes/context.ts';
 import { probeVideo } from '../nodes/ffprobe.ts';
 import { maxAbsDiff, plainDdim } from './reference.ts';
-import { readWorkflow, saveSamplerLatents, shrink } from './workflow.ts';
+import { idsOf, readWorkflow, saveSamplerLatents, shrink } from './workflow.ts';
 
 const paths = makePaths('rdflow-pipeline-');
 const N = 8;
@@ -122,13 +123,22 @@ describe('vidrd-long-video.json on a small model', () => {
   it('leaves no video in the output folder when interrupted during clip 2', async () => {
     const ac = new AbortController();
     const prompt = shrink(readWorkflow('vidrd-long-video.json'), { ...small, clips: 3, prefix: 'cut' });
+    const writers = idsOf(prompt, 'VideoWrite');
+    const clipsWritten: unknown[] = [];
     const result = await runPrompt(prompt, {
       signal: ac.signal,
       onEvent: (e) => {
+        // Both writers have streamed clip 1 into their encoders when clip 2's sampler starts.
+        if (e.type === 'executed' && writers.includes(e.node)) clipsWritten.push(...(e.output.clips ?? []));
         if (e.type === 'progress' && e.iteration === 1 && e.value === 2) ac.abort();
       },
     });
     expect(result.status).toBe('interrupted');
+    expect(clipsWritten).toEqual([
+      { iteration: 0, iterations: 3, frames: N },
+      { iteration: 0, iterations: 3, frames: N },
+    ]);
+    // No final file and no temporary one.
     expect(await listFilesRecursive(path.join(paths.output, 'cut'))).toEqual([]);
   });
 
@@ -151,5 +161,33 @@ describe('vidrd-long-video.json on a small model', () => {
     )![0];
     const messages = v.nodeErrors[loader]?.errors.map((e) => `${e.message} ${e.details}`).join('\n');
     expect(messages).toContain(path.basename(unetFile!));
+  });
+
+  it('on the demo model (2 clips, 10 steps) writes a 256×256 MP4 and GIF of N·K frames at 4 fps', async () => {
+    const wf = readWorkflow('vidrd-long-video.json');
+    const prompt = applySets(wf, [
+      ...idsOf(wf, 'DDIMSampler').map((id) => `${id}.steps=10`),
+      ...idsOf(wf, 'LoopStart').map((id) => `${id}.iterations=2`),
+      ...idsOf(wf, 'VideoWrite').map((id) => `${id}.filename_prefix=demo/video`),
+    ]);
+    const previews: number[] = [];
+    const result = await runPrompt(prompt, {
+      onEvent: (e) => {
+        if (e.type === 'preview') previews.push(e.data.length);
+      },
+    });
+    expect(result).toMatchObject({ status: 'success' });
+    // Each decoded clip is previewed as soon as it exists.
+    expect(previews).toHaveLength(2);
+    const files = await listFilesRecursive(path.join(paths.output, 'demo'));
+    expect(files.map((f) => path.extname(f)).sort()).toEqual(['.gif', '.mp4']);
+    for (const f of files) {
+      expect(probeVideo(path.join(paths.output, 'demo', f))).toMatchObject({
+        frames: 8 * 2,
+        fps: 4,
+        width: 256,
+        height: 256,
+      });
+    }
   });
 });

@@ -80,6 +80,15 @@ describe('workflows/vidrd-long-video.json', () => {
   });
 });
 
+describe('the shipped workflows as they ship (demo model, generated into a temp models folder)', () => {
+  for (const name of ['vidrd-long-video.json', 'single-clip.json']) {
+    it(`${name} validates unchanged`, async () => {
+      const engine = createEngine({ nodes: allNodes, paths });
+      expect(await engine.validate(readWorkflow(name))).toMatchObject({ ok: true });
+    });
+  }
+});
+
 describe('canvas copies', () => {
   for (const name of ['vidrd-long-video', 'single-clip']) {
     const canvasFile = path.join(repoRoot, 'workflows', `${name}.canvas.json`);
