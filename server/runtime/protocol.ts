@@ -19,6 +19,8 @@ export interface WireSessionOptions {
   readonly graphOptimizationLevel: 'all';
   readonly executionMode: 'sequential';
   readonly logSeverityLevel: 0 | 1 | 2 | 3 | 4;
+  /** onnxruntime session config entries (string values), e.g. session.intra_op.allow_spinning. */
+  readonly extra: Readonly<Record<string, unknown>>;
 }
 
 export type Request =

@@ -19,6 +19,9 @@ export function sessionOptions(provider: Provider): WireSessionOptions {
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
     logSeverityLevel: 3,
+    // Idle pool threads sleep instead of spinning: spinning keeps every core busy between ops,
+    // starving the main thread (HTTP, WebSocket) and anything else on the machine.
+    extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
   };
 }
 
@@ -103,6 +106,7 @@ export class SessionPool {
     signal?.throwIfAborted();
     // Re-open after release(): model handles outlive a /free and keep working.
     const s = await this.open(session.file, session.provider);
+    signal?.throwIfAborted();
     const res = this.call({ op: 'run', key: s.key, feeds, fetches }, transfer);
     if (!signal) return (await res) as Record<string, WireTensor>;
     return (await new Promise<unknown>((resolve, reject) => {
