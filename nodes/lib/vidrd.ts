@@ -46,9 +46,9 @@ export function pnsNoise(reversed: Tensor, eps: Tensor, alpha: number, M: number
   return { data: out, shape: [...reversed.shape] };
 }
 
-// β·S·(1 - j/M) is meant with β as the decimal the user typed: a product like 0.1·30 =
-// 3.0000000000000004 in binary must still mean "steps 0..2", so we compare against the bound less
-// a tolerance far below one step.
+// β·S·(1 - j/M) is meant with β as the decimal the user typed: 0.05·24·(1 - 1/6) evaluates to
+// 1.0000000000000002 in binary but must still mean "step 0 only", so we compare against the exact
+// bound less a tolerance far below one step.
 const DSG_TOLERANCE = 1e-9;
 
 function dsgBound(j: number, S: number, beta: number, M: number): number {
