@@ -5,7 +5,14 @@ import type { AnyNodeDef, LoopPosition, NodePaths, RunContext, RunOutcome, UiOut
 import { inputEntries, type Graph, type GraphNode } from './graph.ts';
 import type { Plan, Step } from './plan.ts';
 import type { Registry } from './registry.ts';
-import { hashParts, literalSignature, nodeSignature, type MemoryCache, type SpillCache } from './cache.ts';
+import {
+  hashParts,
+  literalSignature,
+  nodeSignature,
+  type CacheEntry,
+  type MemoryCache,
+  type SpillCache,
+} from './cache.ts';
 import type { EngineEvent, RunResultSummary } from './types.ts';
 
 interface Slot {
@@ -60,6 +67,11 @@ interface RunState extends ExecuteDeps {
   outputs: Record<string, UiOutput>;
   nodeState: Map<string, Record<string, unknown>>;
   runEnd: { nodeId: string; classType: string; callback: (o: RunOutcome) => void | Promise<void> }[];
+  /**
+   * Output nodes' cache entries, stored only if the whole run succeeds: their files are finished
+   * (renamed from temp names) by onRunEnd, so a failed run must not be replayed as written.
+   */
+  outputEntries: { sig: string; entry: CacheEntry }[];
   current?: Slot;
 }
 
@@ -241,7 +253,8 @@ async function executeSlot(st: RunState, slot: Slot): Promise<unknown[]> {
       mergeUi(acc, nodeId, ui);
       slot.loopUi.set(nodeId, acc[nodeId]);
     }
-  } else st.memory.set(slot.sig, { values, ui });
+  } else if (def.outputNode) st.outputEntries.push({ sig: slot.sig, entry: { values, ui } });
+  else st.memory.set(slot.sig, { values, ui });
   return values;
 }
 
@@ -494,7 +507,7 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
     }
   }
   for (const [id, key] of outputKeys) {
-    if (!skipOutputs.has(id)) st.memory.set(key, { values: [], ui: loopUi.get(id) });
+    if (!skipOutputs.has(id)) st.outputEntries.push({ sig: key, entry: { values: [], ui: loopUi.get(id) } });
   }
   scope.pins.push(...carriedPins);
   st.executed.add(step.start);
@@ -533,6 +546,7 @@ export async function executePlan(deps: ExecuteDeps, opts: ExecuteOptions): Prom
     outputs: {},
     nodeState: new Map(),
     runEnd: [],
+    outputEntries: [],
   };
   const top: Scope = { refs: new Map(), slots: [], inBody: false, pins: [] };
   st.emit({ type: 'execution_start', promptId: st.promptId, timestamp: Date.now() });
@@ -569,6 +583,7 @@ export async function executePlan(deps: ExecuteDeps, opts: ExecuteOptions): Prom
 
   const executed = [...st.executed];
   if (!failure) {
+    for (const { sig, entry } of st.outputEntries) st.memory.set(sig, entry);
     st.emit({ type: 'execution_success', promptId: st.promptId, timestamp: Date.now() });
     const cached = [...deps.plan.needed].filter((id) => !st.executed.has(id));
     return { status: 'success', outputs: st.outputs, executed, cached };

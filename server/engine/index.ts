@@ -48,24 +48,34 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
       return (await validatePrompt(prompt, registry, env)).result;
     },
     run(prompt, options) {
-      const job = queue.then(async () => {
-        const validated = await validatePrompt(prompt, registry, env);
-        if (!validated.result.ok) return { status: 'invalid' as const, validation: validated.result };
-        fs.mkdirSync(opts.paths.temp, { recursive: true });
-        return executePlan(
-          { graph: validated.graph!, plan: validated.plan!, registry, paths: opts.paths, memory, spill },
-          {
-            promptId: options.promptId,
-            signal: options.signal ?? new AbortController().signal,
-            emit: (event) => {
-              try {
-                options.onEvent?.(event);
-              } catch {
-                // A listener's bug must not break the run.
-              }
+      const job = queue.then(async (): Promise<Awaited<ReturnType<Engine['run']>>> => {
+        try {
+          const validated = await validatePrompt(prompt, registry, env);
+          if (!validated.result.ok) return { status: 'invalid', validation: validated.result };
+          fs.mkdirSync(opts.paths.temp, { recursive: true });
+          return await executePlan(
+            { graph: validated.graph!, plan: validated.plan!, registry, paths: opts.paths, memory, spill },
+            {
+              promptId: options.promptId,
+              signal: options.signal ?? new AbortController().signal,
+              emit: (event) => {
+                try {
+                  options.onEvent?.(event);
+                } catch {
+                  // A listener's bug must not break the run.
+                }
+              },
             },
-          },
-        );
+          );
+        } catch (err) {
+          // Only an engine bug gets here (executePlan reports node failures itself); run() never throws.
+          return {
+            status: 'error',
+            outputs: {},
+            nodeId: '',
+            message: err instanceof Error ? err.message : String(err),
+          };
+        }
       });
       queue = job.catch(() => undefined);
       return job;

@@ -119,6 +119,27 @@ describe('execution', () => {
     expect(again.result.status).toBe('success');
   });
 
+  test('an output node of a failed run is not replayed from the cache: its file was removed', async () => {
+    t = setupEngine();
+    const prompt = (broken: boolean): ApiPrompt => ({
+      '1': { class_type: 'TestInt', inputs: { value: 3 } },
+      '2': { class_type: 'TestFileWriter', inputs: { value: ['1', 0], filename_prefix: 'out' } },
+      '3': broken
+        ? { class_type: 'TestThrow', inputs: { message: 'later failure' } }
+        : { class_type: 'TestInt', inputs: { value: 0 } },
+      '4': { class_type: 'TestCollect', inputs: { value: ['3', 0] } },
+    });
+    const failed = await t.run(prompt(true));
+    expect(failed.result.status).toBe('error');
+    expect(t.log.runs).toContain('2');
+    expect(fs.readdirSync(t.paths.output)).toEqual([]);
+    t.log.reset();
+    const fixed = await t.run(prompt(false));
+    expect(fixed.result.status).toBe('success');
+    expect(t.log.runs).toContain('2');
+    expect(fs.readFileSync(path.join(t.paths.output, 'out.txt'), 'utf8')).toBe('3\n');
+  });
+
   test('error reports summarise big inputs instead of dumping them', async () => {
     t = setupEngine();
     const { events } = await t.run({
