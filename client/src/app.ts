@@ -4,7 +4,7 @@
 import { LGraph, LGraphCanvas, LGraphGroup, LiteGraph } from '@comfyorg/litegraph';
 import type { IContextMenuValue, LGraphNode } from '@comfyorg/litegraph';
 import { PromptRejectedError, createApi, type Api } from './api.ts';
-import { drawNodeDecorations } from './decorations.ts';
+import { drawCanvasDecorations, drawNodeDecorations } from './decorations.ts';
 import { describeNodeErrors, messageOf, toast } from './errors.ts';
 import { graphToPrompt, type CanvasWorkflow } from './graph-to-prompt.ts';
 import { OutputView, filesOf } from './output.ts';
@@ -36,7 +36,8 @@ export interface App {
   toPrompt(): ApiPrompt;
   /** Posts the graph; resolves to the prompt id, or undefined when it was refused. */
   queue(): Promise<string | undefined>;
-  loadWorkflow(json: unknown, name?: string): void;
+  /** Replaces the graph; `restoreViewport` keeps the file's saved pan/zoom instead of fitting. */
+  loadWorkflow(json: unknown, name?: string, restoreViewport?: boolean): void;
   openShipped(name: string): Promise<void>;
   undo(): void;
   redo(): void;
@@ -93,6 +94,8 @@ export async function startApp(): Promise<App> {
       }),
   });
 
+  canvas.onDrawForeground = (ctx: CanvasRenderingContext2D) => drawCanvasDecorations(ctx, graph.nodes, state);
+
   const redraw = (): void => canvas.setDirty(true, true);
   const titleOf = (id: string): string => graph.getNodeById(id)?.title ?? `node ${id}`;
   const focusNode = (id: string): void => {
@@ -125,7 +128,7 @@ export async function startApp(): Promise<App> {
   };
 
   /** Replaces the graph; the previous one stays if the file cannot be read. */
-  const loadWorkflow = (json: unknown, name?: string): void => {
+  const loadWorkflow = (json: unknown, name?: string, restoreViewport = false): void => {
     const parsed = classifyWorkflow(json);
     const before = serialize();
     try {
@@ -154,10 +157,10 @@ export async function startApp(): Promise<App> {
     history.reset(snapshotOf(graph));
     saveWorkflow(serialize());
     canvas.resize();
-    // A saved viewport comes back with its graph; anything else is fitted to the window.
+    // The last graph comes back where it was; an opened workflow is fitted to the window.
     const ds =
       parsed.kind === 'canvas' ? (parsed.workflow.extra as { ds?: Viewport } | undefined)?.ds : undefined;
-    if (ds !== undefined && Array.isArray(ds.offset) && ds.scale > 0) {
+    if (restoreViewport && ds !== undefined && Array.isArray(ds.offset) && ds.scale > 0) {
       canvas.ds.offset = [ds.offset[0], ds.offset[1]];
       canvas.ds.scale = ds.scale;
     } else fitView();
@@ -381,7 +384,7 @@ export async function startApp(): Promise<App> {
   let loaded = false;
   if (saved !== undefined) {
     try {
-      loadWorkflow(saved);
+      loadWorkflow(saved, undefined, true);
       loaded = true;
     } catch (e) {
       toast(`The saved graph could not be restored (${messageOf(e)}); opening the default workflow`, 'error');

@@ -4,6 +4,7 @@
 import { LiteGraph } from '@comfyorg/litegraph';
 import type { LGraphNode } from '@comfyorg/litegraph';
 import type { RunState } from './run-state.ts';
+import type { NodeErrorItem } from './types.ts';
 
 type Widget = NonNullable<LGraphNode['widgets']>[number];
 
@@ -93,7 +94,7 @@ function markInput(ctx: CanvasRenderingContext2D, node: LGraphNode, name: string
 function drawMessages(ctx: CanvasRenderingContext2D, node: LGraphNode, messages: string[]): void {
   ctx.font = '12px sans-serif';
   const width = Math.max(node.size[0], 220);
-  const lines = messages.flatMap((m) => wrap(ctx, m, width - 16));
+  const lines = messages.flatMap((m) => wrap(ctx, m, width - 16)).slice(0, 12);
   const y0 = node.size[1] + 10;
   const h = lines.length * 16 + 10;
   ctx.fillStyle = 'rgba(60, 10, 12, 0.92)';
@@ -145,35 +146,60 @@ export function drawNodeDecorations(
 
   if (state.executing === id) {
     outline(ctx, node, RUNNING, 3);
-    const parts: string[] = ['running'];
     const p = state.progress;
     if (p !== undefined && p.node === id) {
-      parts.push(`step ${p.value} / ${p.max}`);
       ctx.fillStyle = RUNNING;
       ctx.fillRect(0, -3, (node.size[0] * Math.min(p.value, p.max)) / Math.max(1, p.max), 3);
     }
-    const clip = state.clipLabel();
-    if (clip !== undefined) parts.push(clip);
-    pill(ctx, 0, -th - 24, parts.join(' · '), RUNNING);
-  } else if (state.cached.has(id)) {
-    pill(ctx, 0, -th - 24, 'cached', CACHED);
   }
-
   const errors = state.errorsOf(id);
-  const failed = state.failure?.nodeId === id ? state.failure : undefined;
-  if (errors.length > 0 || failed !== undefined) {
+  if (errors.length > 0 || state.failure?.nodeId === id) {
     outline(ctx, node, ERROR, 3);
     for (const e of errors) {
       const name = e.extra_info?.input_name;
       if (typeof name === 'string') markInput(ctx, node, name);
     }
-    const messages = errors.map((e) => {
-      const name = e.extra_info?.input_name;
-      const detail = e.details ? `: ${e.details}` : '';
-      return `${typeof name === 'string' ? `${name}: ` : ''}${e.message}${detail}`;
-    });
-    if (failed !== undefined) messages.push(`Error: ${failed.message}`);
-    drawMessages(ctx, node, messages);
   }
   ctx.restore();
+}
+
+/** One line per error; the input is named unless the server's text already names it. */
+export function errorLines(errors: NodeErrorItem[]): string[] {
+  const lines = errors.map((e) => {
+    const text = e.details || e.message;
+    const name = e.extra_info?.input_name;
+    return typeof name === 'string' && !text.includes(name) ? `${name}: ${text}` : text;
+  });
+  return [...new Set(lines)];
+}
+
+/**
+ * Labels drawn after all nodes, so no node covers them: the running node's status pill (step,
+ * clip i of K), "cached" tags, and error messages under the failing nodes.
+ */
+export function drawCanvasDecorations(
+  ctx: CanvasRenderingContext2D,
+  nodes: LGraphNode[],
+  state: RunState,
+): void {
+  const th = LiteGraph.NODE_TITLE_HEIGHT;
+  for (const node of nodes) {
+    const id = String(node.id);
+    ctx.save();
+    ctx.translate(node.pos[0], node.pos[1]);
+    if (state.executing === id) {
+      const parts = ['running'];
+      const p = state.progress;
+      if (p !== undefined && p.node === id) parts.push(`step ${p.value} / ${p.max}`);
+      const clip = state.clipLabel();
+      if (clip !== undefined) parts.push(clip);
+      pill(ctx, 0, -th - 24, parts.join(' · '), RUNNING);
+    } else if (state.cached.has(id)) {
+      pill(ctx, 0, -th - 24, 'cached', CACHED);
+    }
+    const messages = errorLines(state.errorsOf(id));
+    if (state.failure?.nodeId === id) messages.push(`Error: ${state.failure.message}`);
+    if (messages.length > 0) drawMessages(ctx, node, messages);
+    ctx.restore();
+  }
 }

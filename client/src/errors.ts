@@ -1,5 +1,6 @@
 // Telling the user what went wrong: short toasts for actions, and a persistent error card for a
 // failed run that names the node. The graph itself is never touched by an error.
+import { errorLines } from './decorations.ts';
 import type { NodeErrors } from './types.ts';
 
 export type ToastKind = 'info' | 'error' | 'success';
@@ -23,11 +24,7 @@ export function toast(
 /** One line per node with errors: `#6 DDIM Sampler: steps: Value 0 smaller than min of 1`. */
 export function describeNodeErrors(nodeErrors: NodeErrors, titleOf: (id: string) => string): string[] {
   return Object.entries(nodeErrors).map(([id, entry]) => {
-    const items = entry.errors.map((e) => {
-      const input = e.extra_info?.input_name;
-      return `${typeof input === 'string' ? `${input}: ` : ''}${e.details || e.message}`;
-    });
-    return `#${id} ${titleOf(id)}: ${items.join('; ')}`;
+    return `#${id} ${titleOf(id)}: ${errorLines(entry.errors).join('; ')}`;
   });
 }
 

@@ -80,8 +80,13 @@ function addWidgetFor(node: LGraphNode, entry: InputEntry): Widget {
   return widget;
 }
 
-/** Slots present in the class's layout but missing from a loaded node (e.g. widget sockets). */
-function addMissingInputs(node: LGraphNode, entries: InputEntry[]): void {
+/**
+ * After litegraph's configure, which merges the saved inputs over the constructed ones by index:
+ * keeps the saved inputs (link indices refer to them) and appends the ones the file lacks (e.g.
+ * sockets of widgets the file did not convert), so no input is listed twice.
+ */
+function reconcileInputs(node: LGraphNode, saved: unknown[] | undefined, entries: InputEntry[]): void {
+  if (saved !== undefined) node.inputs.length = Math.min(node.inputs.length, saved.length);
   for (const entry of entries) {
     const present = node.inputs.some(
       (s: LGraphNode['inputs'][number]) => s.name === entry.name || s.widget?.name === entry.name,
@@ -126,8 +131,12 @@ export function registerNodeTypes(objectInfo: ObjectInfo, hooks: NodeHooks): voi
     }
     Object.assign(ServerNode, { title });
     Object.assign(ServerNode.prototype, {
-      onConfigure(this: LGraphNode): void {
-        addMissingInputs(this, entries);
+      onConfigure(this: LGraphNode, saved: { inputs?: unknown[] }): void {
+        reconcileInputs(this, saved.inputs, entries);
+        // A saved size may predate widgets the node has now.
+        const [w, h] = this.computeSize();
+        if (this.size[0] < w || this.size[1] < h)
+          this.setSize([Math.max(this.size[0], w), Math.max(this.size[1], h)]);
       },
       onDrawForeground(this: LGraphNode, ctx: CanvasRenderingContext2D): void {
         hooks.drawForeground(this, ctx);

@@ -21,7 +21,7 @@ export interface Failure {
   message: string;
 }
 
-export type RunPhase = 'idle' | 'running' | 'success' | 'error' | 'interrupted';
+export type RunPhase = 'idle' | 'invalid' | 'running' | 'success' | 'error' | 'interrupted';
 
 export class RunState {
   phase: RunPhase = 'idle';
@@ -46,6 +46,8 @@ export class RunState {
   reject(nodeErrors: NodeErrors): void {
     this.nodeErrors = nodeErrors;
     this.failure = undefined;
+    if (Object.keys(nodeErrors).length > 0) this.phase = 'invalid';
+    else if (this.phase === 'invalid') this.phase = 'idle';
   }
 
   errorsOf(nodeId: string): NodeErrorItem[] {
