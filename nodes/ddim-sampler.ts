@@ -8,6 +8,7 @@ import { sampleClip } from './lib/sampler.ts';
 import type { Tensor } from './lib/tensor-type.ts';
 import type { DsgRecord } from './lib/vidrd.ts';
 import { MAX_SEED } from './noise-init.ts';
+import { requireTensor } from './checks.ts';
 
 export const ddimSamplerNode = defineNode({
   name: 'DDIMSampler',
@@ -51,20 +52,25 @@ export const ddimSamplerNode = defineNode({
   outputs: [output<Tensor>('LATENT'), output<DsgRecord>('DSG_RECORD')],
   async run(inp, ctx) {
     const { unet } = inp;
-    if (inp.noise.shape.length !== 5) {
+    const noise = requireTensor(inp.noise, 'noise', 5, 'a latent [B,C,N,h,w]');
+    if (inp.reference_frames > noise.shape[2]) {
       throw new Error(
-        `input "noise": expected a latent [B,C,N,h,w], got shape [${inp.noise.shape.join(', ')}]`,
+        `input "reference_frames": ${inp.reference_frames} exceeds the ${noise.shape[2]} frames of the noise`,
       );
     }
-    if (inp.reference_frames > inp.noise.shape[2]) {
-      throw new Error(
-        `input "reference_frames": ${inp.reference_frames} exceeds the ${inp.noise.shape[2]} frames of the noise`,
-      );
+    // Links from LoopStart are typed '*': make sure a record is what arrived.
+    const previous: unknown = inp.previous;
+    if (
+      previous !== undefined &&
+      previous !== null &&
+      (previous as Partial<DsgRecord>).kind !== 'dsg-record'
+    ) {
+      throw new Error('input "previous": expected a DSG_RECORD from a previous DDIMSampler');
     }
     const { latent, record } = await sampleClip({
-      noise: inp.noise,
-      positive: inp.positive,
-      negative: inp.negative,
+      noise,
+      positive: requireTensor(inp.positive, 'positive', 3, 'conditioning [1,L,D]'),
+      negative: requireTensor(inp.negative, 'negative', 3, 'conditioning [1,L,D]'),
       steps: inp.steps,
       cfg: inp.cfg,
       eta: inp.eta,

@@ -2,6 +2,7 @@
 import { defineNode, input, output } from '../server/engine/define.ts';
 import type { Tensor } from './lib/tensor-type.ts';
 import { flipFrames } from './lib/vidrd.ts';
+import { requireTensor } from './checks.ts';
 
 export const fnrReverseNode = defineNode({
   name: 'FNRReverse',
@@ -11,6 +12,6 @@ export const fnrReverseNode = defineNode({
   inputs: { required: { noise: input.link<Tensor>('NOISE') } },
   outputs: [output<Tensor>('NOISE')],
   run({ noise }) {
-    return { outputs: [flipFrames(noise)] };
+    return { outputs: [flipFrames(requireTensor(noise, 'noise', 5, '[B,C,N,h,w]'))] };
   },
 });

@@ -5,6 +5,7 @@ import { MAX_SEED } from './noise-init.ts';
 import type { Tensor } from './lib/tensor-type.ts';
 import { torchRandn } from './lib/torch-rng.ts';
 import { pnsNoise } from './lib/vidrd.ts';
+import { requireTensor } from './checks.ts';
 
 export const pnsNoiseNode = defineNode({
   name: 'PNSNoise',
@@ -32,11 +33,9 @@ export const pnsNoiseNode = defineNode({
     },
   },
   outputs: [output<Tensor>('NOISE')],
-  run({ noise, alpha, reference_frames, seed, clip_index }) {
+  run({ noise: linked, alpha, reference_frames, seed, clip_index }) {
+    const noise = requireTensor(linked, 'noise', 5, '[B,C,N,h,w]');
     const frames = noise.shape[2];
-    if (noise.shape.length !== 5) {
-      throw new Error(`input "noise": expected a latent [B,C,N,h,w], got shape [${noise.shape.join(', ')}]`);
-    }
     if (reference_frames > frames) {
       throw new Error(
         `input "reference_frames": ${reference_frames} exceeds the ${frames} frames of the noise`,

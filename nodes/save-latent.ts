@@ -7,6 +7,7 @@ import { writeNpy } from './lib/npy.ts';
 import type { Tensor } from './lib/tensor-type.ts';
 import { resolveOutputPath } from './lib/video/index.ts';
 import { prefixIssues } from './video-write.ts';
+import { requireTensor } from './checks.ts';
 
 export const saveLatentNode = defineNode({
   name: 'SaveLatent',
@@ -30,7 +31,7 @@ export const saveLatentNode = defineNode({
     const stem = target.filename.slice(0, -'.npy'.length);
     const tmp = path.join(path.dirname(target.path), `.${stem}.tmp-${process.pid}.npy`);
     try {
-      await writeFile(tmp, writeNpy(latent, 'float32'));
+      await writeFile(tmp, writeNpy(requireTensor(latent, 'latent', 5, '[B,C,F,h,w]'), 'float32'));
       await rename(tmp, target.path);
     } catch (e) {
       await rm(tmp, { force: true });

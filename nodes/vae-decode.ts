@@ -4,6 +4,7 @@ import { defineNode, input, output } from '../server/engine/define.ts';
 import type { VaeDecoderModel } from '../server/runtime/types.ts';
 import type { Tensor } from './lib/tensor-type.ts';
 import { frameStrip } from './lib/video/index.ts';
+import { requireTensor } from './checks.ts';
 
 export const vaeDecodeNode = defineNode({
   name: 'VAEDecode',
@@ -20,10 +21,8 @@ export const vaeDecodeNode = defineNode({
     },
   },
   outputs: [output<Tensor>('IMAGE')],
-  async run({ vae, latent, frames_per_batch }, ctx) {
-    if (latent.shape.length !== 5) {
-      throw new Error(`input "latent": expected [B,C,F,h,w], got shape [${latent.shape.join(', ')}]`);
-    }
+  async run({ vae, latent: linked, frames_per_batch }, ctx) {
+    const latent = requireTensor(linked, 'latent', 5, '[B,C,F,h,w]');
     const images = await vae.decode(latent, frames_per_batch ?? 8, ctx.signal);
     ctx.preview({ format: 'png', data: frameStrip(images) });
     return { outputs: [images] };

@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { defineNode, input, type RunContext, type UiOutput } from '../server/engine/define.ts';
 import type { Tensor } from './lib/tensor-type.ts';
+import { requireTensor } from './checks.ts';
 import {
   checkFilenamePrefix,
   openVideoWriter,
@@ -107,7 +108,8 @@ export const videoWriteNode = defineNode({
     }
     return issues;
   },
-  async run({ images, fps, format, filename_prefix }, ctx) {
+  async run({ images: linked, fps, format, filename_prefix }, ctx) {
+    const images = requireTensor(linked, 'images', 4, 'frames [F,H,W,3]');
     if (!isVideoFormat(format)) throw new Error(`input "format": unknown format "${format}"`);
     let state = ctx.state[STATE_KEY] as WriterState | undefined;
     if (state === undefined) {
@@ -126,6 +128,8 @@ export const videoWriteNode = defineNode({
     }
     const files = await state.writer.finish();
     state.closed = true;
+    // In a nested loop the next pass of this inner loop starts a new file.
+    delete ctx.state[STATE_KEY];
     const ui: UiOutput = {
       images: files.map((f) => fileEntry(ctx.paths.output, f, format)),
       animated: [format !== 'png'],

@@ -115,4 +115,10 @@ describe('DDIMSampler', () => {
       /reference_frames/,
     );
   });
+
+  it('names the input when a loop link carries nothing or the wrong thing', async () => {
+    const unet = stubUnet(true);
+    await expect(sample({ ...base, unet, noise: undefined })).rejects.toThrow(/input "noise".*nothing/);
+    await expect(sample({ ...base, unet, previous: noise })).rejects.toThrow(/input "previous".*DSG_RECORD/);
+  });
 });

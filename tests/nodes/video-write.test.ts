@@ -103,4 +103,23 @@ describe('VideoWrite', () => {
     await rc.endRun({ ok: false, error: new Error('failed'), interrupted: false });
     expect(await listFilesRecursive(paths.output)).toEqual(before);
   });
+
+  it('in a loop nested in another writes one file per pass of the inner loop', async () => {
+    let rc = makeContext(paths, { loop: { iteration: 0, iterations: 2 } });
+    const names: string[] = [];
+    for (let outer = 0; outer < 2; outer++) {
+      for (let c = 0; c < 2; c++) {
+        if (outer + c > 0) rc = rc.next({ iteration: c, iterations: 2 });
+        const res = await videoWriteNode.run(
+          { images: clip(2, 16, c), fps: 4, format: 'gif', filename_prefix: 'nested/v' },
+          rc.ctx,
+        );
+        if (c === 1) names.push(...(res.ui?.images as FileEntry[]).map((e) => e.filename));
+      }
+    }
+    await rc.endRun({ ok: true });
+    expect(names).toHaveLength(2);
+    expect(new Set(names).size).toBe(2);
+    for (const n of names) expect(probeVideo(path.join(paths.output, 'nested', n)).frames).toBe(4);
+  });
 });
