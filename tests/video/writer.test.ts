@@ -2,7 +2,7 @@
 // failures and interrupts leave no partial file.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -183,9 +183,13 @@ describe('no partial files', () => {
     const dir = tempDir();
     const w = openVideoWriter({ format, fps: 8, path: resolveOutputPath(dir, 'clip', format) });
     await w.write(movingFrames(8, 32, 32));
-    // ffmpeg opens its output once the first frames are through: wait for the temp file to exist.
-    for (let i = 0; i < 200 && readdirSync(dir).length === 0; i++)
-      await new Promise((r) => setTimeout(r, 10));
+    // The encoder writes its output once the first frames are through: wait for temp bytes on disk.
+    // (libwebp_anim assembles the whole animation in memory and writes it at the end.)
+    const bytesOnDisk = () => readdirSync(dir).reduce((n, f) => n + statSync(path.join(dir, f)).size, 0);
+    if (format !== 'webp') {
+      for (let i = 0; i < 200 && bytesOnDisk() === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(bytesOnDisk()).toBeGreaterThan(0);
+    }
     expect(readdirSync(dir).length).toBeGreaterThan(0);
     expect(
       readdirSync(dir).every((n) => /^\.clip_\d{5}\.tmp-\d+-[0-9a-f]+\.(mp4|gif|webp|png)$/.test(n)),
@@ -208,8 +212,10 @@ describe('no partial files', () => {
 
   it('ffmpeg failing surfaces its own message and leaves no file', async () => {
     const root = tempDir();
+    mkdirSync(path.join(root, 'gone'));
+    const w = openVideoWriter({ format: 'mp4', fps: 8, path: path.join(root, 'gone', 'x.mp4') });
     // The folder vanishes before the encoder starts: ffmpeg cannot open its output.
-    const w = openVideoWriter({ format: 'mp4', fps: 8, path: path.join(root, 'missing', 'x.mp4') });
+    rmSync(path.join(root, 'gone'), { recursive: true });
     const err = await (async () => {
       await w.write(movingFrames(4, 32, 32));
       await w.finish();
@@ -239,6 +245,24 @@ describe('no partial files', () => {
     expect(msg).toMatch(/fatal: encoder exploded$/);
     expect(msg).not.toMatch(/noise 1\b/); // only the tail
     expect(readdirSync(dir)).toEqual(['fake-ffmpeg']);
+  });
+
+  it('a writer into a missing folder fails at once, naming the folder', () => {
+    const missing = path.join(tempDir(), 'missing');
+    expect(() => openVideoWriter({ format: 'gif', fps: 8, path: path.join(missing, 'x.gif') })).toThrow(
+      `video x.gif: cannot create a file in ${missing}`,
+    );
+  });
+
+  it('two writers opened on the same prefix before either writes get different names', async () => {
+    const dir = tempDir();
+    const a = openVideoWriter({ format: 'mp4', fps: 8, path: resolveOutputPath(dir, 'same', 'mp4') });
+    const b = openVideoWriter({ format: 'mp4', fps: 8, path: resolveOutputPath(dir, 'same', 'mp4') });
+    await b.write(movingFrames(2, 16, 16));
+    await a.write(movingFrames(2, 16, 16));
+    const files = [...(await a.finish()), ...(await b.finish())].map((f) => path.basename(f));
+    expect(files).toEqual(['same_00001.mp4', 'same_00002.mp4']);
+    expect(readdirSync(dir).sort()).toEqual(files);
   });
 
   it('finish without frames is an error, not an empty file', async () => {

@@ -3,6 +3,7 @@
 // frame. Everything is written under temporary names in the target folder and renamed only by
 // finish(), so a failed or interrupted run leaves no partial file behind.
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Tensor } from '../tensor-type.ts';
@@ -196,17 +197,20 @@ async function gifJsSink(final: string, tag: string, w: number, h: number, fps: 
   };
 }
 
-function pngSink(finalPath: string, tag: string, w: number, h: number): Sink {
-  const dir = path.dirname(finalPath);
+/** File name of PNG frame `i` (0-based) of the sequence that `finalPath` starts (see VideoWriterOptions). */
+function pngFramePath(finalPath: string, i: number): string {
   const base = path.basename(finalPath).replace(/\.png$/i, '');
   const m = /^(.*)_(\d{5,})$/.exec(base);
-  const prefix = m ? m[1] : base;
-  let counter = m ? Number(m[2]) : 1;
+  const counter = (m ? Number(m[2]) : 1) + i;
+  return path.join(path.dirname(finalPath), `${m ? m[1] : base}_${String(counter).padStart(5, '0')}.png`);
+}
+
+function pngSink(finalPath: string, tag: string, w: number, h: number): Sink {
   const files: Array<[string, string]> = [];
   return {
     files,
     async writeFrame(rgb) {
-      const final = path.join(dir, `${prefix}_${String(counter++).padStart(5, '0')}.png`);
+      const final = pngFramePath(finalPath, files.length);
       const tmp = tempName(final, tag);
       files.push([tmp, final]);
       await writeFile(tmp, encodePng(rgb, w, h));
@@ -217,8 +221,8 @@ function pngSink(finalPath: string, tag: string, w: number, h: number): Sink {
 }
 
 /**
- * Opens a streaming writer. Nothing is created until the first write(): that call fixes the size
- * and starts the encoder. The target folder must exist (resolveOutputPath creates it).
+ * Opens a streaming writer: claims the name with an empty hidden temp file; the first write() fixes
+ * the size and starts the encoder. The target folder must exist (resolveOutputPath creates it).
  */
 export function openVideoWriter(opts: VideoWriterOptions): VideoWriter {
   const final = path.resolve(typeof opts.path === 'string' ? opts.path : opts.path.path);
@@ -228,6 +232,17 @@ export function openVideoWriter(opts: VideoWriterOptions): VideoWriter {
   const ext = format === 'png' ? '.png' : `.${format}`;
   const target = format === 'png' || final.toLowerCase().endsWith(ext) ? final : final + ext;
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  // Claim the name at once with an empty temp file (the encoder overwrites it): resolveOutputPath
+  // counts temp files, so a second writer opened before our first frame picks the next counter.
+  const placeholder = tempName(format === 'png' ? pngFramePath(target, 0) : target, tag);
+  try {
+    writeFileSync(placeholder, '', { flag: 'wx' });
+  } catch (e) {
+    throw new Error(
+      `video ${path.basename(target)}: cannot create a file in ${path.dirname(target)}: ${(e as Error).message}`,
+      { cause: e },
+    );
+  }
 
   let sink: Sink | undefined;
   let size: { w: number; h: number } | undefined;
@@ -239,9 +254,11 @@ export function openVideoWriter(opts: VideoWriterOptions): VideoWriter {
 
   async function cleanup(): Promise<void> {
     const s = sink;
-    if (s === undefined) return;
-    await s.kill().catch(() => {});
-    await Promise.all(s.files.map(([tmp]) => rm(tmp, { force: true })));
+    if (s !== undefined) {
+      await s.kill().catch(() => {});
+      await Promise.all(s.files.map(([tmp]) => rm(tmp, { force: true })));
+    }
+    await rm(placeholder, { force: true });
   }
 
   async function fail(e: unknown): Promise<never> {
