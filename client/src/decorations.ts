@@ -125,7 +125,6 @@ export function drawNodeDecorations(
   const id = String(node.id);
   const { state } = src;
   ctx.save();
-  const th = LiteGraph.NODE_TITLE_HEIGHT;
 
   const image = src.preview(id);
   if (
