@@ -129,11 +129,14 @@ export function createProgressReporter(
   let nodeStarted = now();
   let drawn = false;
 
+  // In a loop the sampler's steps dominate a clip, so clips done + the step fraction of this clip
+  // measure the whole run; outside loops, the current node's steps.
   const eta = (): string => {
     const t = now();
-    if (clip && clip.i > 0) {
+    if (clip) {
       const frac = clip.i + (step ? step.value / step.max : 0);
-      return formatDuration(((t - clip.started) / 1000 / frac) * (clip.n - frac));
+      if (frac > 0) return formatDuration(((t - clip.started) / 1000 / frac) * (clip.n - frac));
+      return '--';
     }
     if (step && step.value > 0)
       return formatDuration(((t - nodeStarted) / 1000 / step.value) * (step.max - step.value));
@@ -149,7 +152,7 @@ export function createProgressReporter(
     }
     parts.push(`ETA ${eta()}`);
     let line = parts.join('  ');
-    const cols = out.columns ?? 100;
+    const cols = out.columns !== undefined && out.columns > 20 ? out.columns : 100;
     if (line.length > cols - 1) line = line.slice(0, cols - 1);
     out.write(`\r\x1b[2K${line}`);
     drawn = true;
