@@ -1,6 +1,6 @@
 // Video output: frames arrive clip by clip and are encoded as they come. MP4/GIF/WebP stream raw
-// RGB into one ffmpeg process (the binary from the npm installer package), PNG writes one file per
-// frame. Everything is written under temporary names in the target folder and renamed only by
+// RGB into one ffmpeg process (the binary from the npm installer package; without it GIF falls back
+// to pure JS), PNG writes one file per frame. Everything is written under temporary names in the target folder and renamed only by
 // finish(), so a failed or interrupted run leaves no partial file behind.
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -42,7 +42,7 @@ export interface VideoWriterOptions {
 }
 
 export interface VideoWriter {
-  /** Encodes frames [F, H, W, 3] in [0, 1]; the first call fixes the size. Call sequentially. */
+  /** Encodes frames [F, H, W, 3] in [0, 1]; the first call fixes the size. Calls run in order. */
   write(images: Tensor): Promise<void>;
   /** Completes the file(s), renames them to their final names and returns those paths. */
   finish(): Promise<string[]>;
