@@ -10,6 +10,15 @@ import type { DsgRecord } from './lib/vidrd.ts';
 import { MAX_SEED } from './noise-init.ts';
 import { requireTensor } from './checks.ts';
 
+/** Links from LoopStart are typed '*': a record, or nothing (the first clip), must be what arrived. */
+function previousRecord(v: unknown): DsgRecord | undefined {
+  if (v === undefined || v === null) return undefined;
+  if ((v as Partial<DsgRecord>).kind !== 'dsg-record') {
+    throw new Error('input "previous": expected a DSG_RECORD from a previous DDIMSampler');
+  }
+  return v as DsgRecord;
+}
+
 export const ddimSamplerNode = defineNode({
   name: 'DDIMSampler',
   displayName: 'DDIM Sampler (VidRD)',
@@ -58,15 +67,6 @@ export const ddimSamplerNode = defineNode({
         `input "reference_frames": ${inp.reference_frames} exceeds the ${noise.shape[2]} frames of the noise`,
       );
     }
-    // Links from LoopStart are typed '*': make sure a record is what arrived.
-    const previous: unknown = inp.previous;
-    if (
-      previous !== undefined &&
-      previous !== null &&
-      (previous as Partial<DsgRecord>).kind !== 'dsg-record'
-    ) {
-      throw new Error('input "previous": expected a DSG_RECORD from a previous DDIMSampler');
-    }
     const { latent, record } = await sampleClip({
       noise,
       positive: requireTensor(inp.positive, 'positive', 3, 'conditioning [1,L,D]'),
@@ -76,7 +76,7 @@ export const ddimSamplerNode = defineNode({
       eta: inp.eta,
       seed: BigInt(inp.seed),
       scheduler: parseSchedulerConfig(inp.scheduler),
-      previous: inp.previous ?? undefined,
+      previous: previousRecord(inp.previous),
       beta: inp.beta,
       referenceFrames: inp.reference_frames,
       denoise: (sample, t, hidden, signal) => unet.predict(sample, t, hidden, signal),
