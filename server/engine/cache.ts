@@ -165,7 +165,7 @@ export type MemoryCache = ReturnType<typeof createMemoryCache>;
  * Disk tier: one v8-serialized file per signature in a private temp folder, LRU by bytes.
  * Pinned entries (carried loop values still needed) are never evicted.
  */
-export function createSpillCache(tempRoot: string, maxBytes: number) {
+export function createSpillCache(tempRoot: string, maxBytes: number, maxEntries = 100_000) {
   const entries = new Map<string, { file: string; bytes: number }>();
   const pins = new Map<string, number>();
   let dir: string | undefined;
@@ -186,9 +186,12 @@ export function createSpillCache(tempRoot: string, maxBytes: number) {
     total -= e.bytes;
     fs.rmSync(e.file, { force: true });
   };
+  // Bounded by bytes and by count: the index lives in memory and tiny values add up in long loops.
   const evict = (): void => {
-    for (const key of [...entries.keys()]) {
-      if (total <= maxBytes) return;
+    if (total <= maxBytes && entries.size <= maxEntries) return;
+    // Deleting the entry being visited is safe while iterating a Map.
+    for (const key of entries.keys()) {
+      if (total <= maxBytes && entries.size <= maxEntries) return;
       if ((pins.get(key) ?? 0) === 0) drop(key);
     }
   };

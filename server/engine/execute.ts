@@ -408,6 +408,8 @@ async function bodyOutputKeys(
       if (key !== undefined) keys.set(s.id, hashParts([key, slot.sig]));
     }
     carried = body.loopEndRefs ?? initial.map(() => undefinedRef);
+    // Only signatures matter here: cut the history so a long loop does not pile up slots.
+    for (const ref of carried) if (ref.kind === 'slot' && ref.slot.inBody) ref.slot.inputs = undefined;
   }
   return keys;
 }
