@@ -4,8 +4,9 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { parseSchedulerConfig } from '../../nodes/lib/ddim.ts';
 import { checkTextEncoder, checkUNet, checkVae, type Checked } from './io.ts';
-import { readOnnxHeader } from './onnx/header.ts';
+import { readOnnxHeader, type OnnxHeader } from './onnx/header.ts';
 
 /** Paths of a folder's parts, relative to the folder (posix separators, as messages show them). */
 export const LAYOUT = {
@@ -80,15 +81,15 @@ export async function readScalingFactor(dir: string): Promise<number> {
 async function inspectOnnx<T>(
   dir: string,
   rel: string,
-  check: (io: Awaited<ReturnType<typeof readOnnxHeader>>) => Checked<T>,
-) {
+  check: (io: OnnxHeader) => Checked<T>,
+): Promise<{ problems: string[]; io?: T }> {
   const file = path.join(dir, rel);
-  if (!existsSync(file)) return [`${rel}: missing`];
-  let header;
+  if (!existsSync(file)) return { problems: [`${rel}: missing`] };
+  let header: OnnxHeader;
   try {
     header = await readOnnxHeader(file);
   } catch (e) {
-    return [`${rel}: cannot be read as ONNX (${e instanceof Error ? e.message : String(e)})`];
+    return { problems: [`${rel}: cannot be read as ONNX (${e instanceof Error ? e.message : String(e)})`] };
   }
   const problems: string[] = [];
   for (const ext of header.externalFiles) {
@@ -97,8 +98,8 @@ async function inspectOnnx<T>(
     }
   }
   const checked = check(header);
-  if (!checked.ok) problems.push(...checked.problems.map((p) => `${rel}: ${p}`));
-  return problems;
+  if (!checked.ok) return { problems: [...problems, ...checked.problems.map((p) => `${rel}: ${p}`)] };
+  return { problems, io: checked.io };
 }
 
 /**
@@ -108,16 +109,23 @@ async function inspectOnnx<T>(
 export async function inspectModelFolder(dir: string): Promise<string[]> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) return [`${dir}: not a folder`];
   const problems: string[] = [];
-  const json = async (rel: string, required = true) => {
-    if (!required && !existsSync(path.join(dir, rel))) return;
+  const json = async (rel: string): Promise<unknown> => {
     try {
-      await readJsonFile(dir, rel);
+      return await readJsonFile(dir, rel);
     } catch (e) {
       problems.push((e as Error).message);
+      return undefined;
     }
   };
   await json(LAYOUT.index);
-  await json(LAYOUT.scheduler);
+  const scheduler = await json(LAYOUT.scheduler);
+  if (scheduler !== undefined) {
+    try {
+      parseSchedulerConfig(scheduler);
+    } catch (e) {
+      problems.push(`${LAYOUT.scheduler}: ${(e as Error).message}`);
+    }
+  }
   await json(LAYOUT.tokenizerConfig);
   if (existsSync(path.join(dir, LAYOUT.tokenizerJson))) {
     await json(LAYOUT.tokenizerJson);
@@ -136,8 +144,16 @@ export async function inspectModelFolder(dir: string): Promise<string[]> {
   } catch (e) {
     problems.push((e as Error).message);
   }
-  problems.push(...(await inspectOnnx(dir, LAYOUT.textEncoder, checkTextEncoder)));
-  problems.push(...(await inspectOnnx(dir, LAYOUT.unet, checkUNet)));
-  problems.push(...(await inspectOnnx(dir, LAYOUT.vae, checkVae)));
+  const text = await inspectOnnx(dir, LAYOUT.textEncoder, checkTextEncoder);
+  const unet = await inspectOnnx(dir, LAYOUT.unet, checkUNet);
+  const vae = await inspectOnnx(dir, LAYOUT.vae, checkVae);
+  problems.push(...text.problems, ...unet.problems, ...vae.problems);
+  const width = text.io?.width;
+  const takes = unet.io?.hiddenWidth;
+  if (typeof width === 'number' && typeof takes === 'number' && width !== takes) {
+    problems.push(
+      `${LAYOUT.unet}: input "${unet.io?.hidden}" takes width ${takes}, but ${LAYOUT.textEncoder} outputs width ${width}`,
+    );
+  }
   return problems;
 }

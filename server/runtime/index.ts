@@ -1,11 +1,19 @@
 // The model runtime: loads diffusers-layout ONNX model folders into the UNet / text encoder / VAE
 // handles nodes use, with sessions living in one worker thread, created once per model file and
 // provider, reused across runs, dropped by release() (POST /free).
+import { statSync } from 'node:fs';
 import path from 'node:path';
 import { LAYOUT, inspectModelFolder, readJsonFile, readScalingFactor } from './folder.ts';
 import { checkTextEncoder, checkUNet, checkVae, type Checked } from './io.ts';
 import { makeTextEncoder, makeUNet, makeVaeDecoder } from './models.ts';
-import { PROVIDERS, SessionPool, providerHint, type OpenSession, type Provider } from './sessions.ts';
+import {
+  PROVIDERS,
+  SessionPool,
+  providerHint,
+  type OpenSession,
+  type Provider,
+  type SessionPoolOptions,
+} from './sessions.ts';
 import { loadClipTokenizer } from './tokenizer.ts';
 import type { VideoModel } from './types.ts';
 
@@ -38,13 +46,27 @@ function isProvider(p: string): p is Provider {
   return (PROVIDERS as readonly string[]).includes(p);
 }
 
+/** mtime and size of every file the layout names (absent ones too): changes when the folder does. */
+function folderStamp(root: string): string {
+  return Object.values(LAYOUT)
+    .map((rel) => {
+      try {
+        const st = statSync(path.join(root, rel));
+        return `${st.mtimeMs}:${st.size}`;
+      } catch {
+        return '-';
+      }
+    })
+    .join('|');
+}
+
 function unwrap<T>(rel: string, checked: Checked<T>): T {
   if (!checked.ok) throw new Error(checked.problems.map((p) => `${rel}: ${p}`).join('\n'));
   return checked.io;
 }
 
-export function createRuntime(): ModelRuntime {
-  const pool = new SessionPool();
+export function createRuntime(opts: SessionPoolOptions = {}): ModelRuntime {
+  const pool = new SessionPool(opts);
   const warnings: string[] = [];
   /** Providers that failed to load, with the message; later models go straight to the fallback. */
   const broken = new Map<Provider, string>();
@@ -69,6 +91,36 @@ export function createRuntime(): ModelRuntime {
     return pool.open(file, 'cpu');
   }
 
+  /** Loaded models by folder + provider + fallback, valid while the folder's files are unchanged. */
+  const models = new Map<string, { stamp: string; model: Promise<VideoModel> }>();
+
+  async function load(root: string, provider: Provider, fallback: boolean): Promise<VideoModel> {
+    const problems = await inspectModelFolder(root);
+    if (problems.length > 0) throw new Error(`model folder ${root}:\n${problems.join('\n')}`);
+    const open = async (rel: string) => openWith(path.join(root, rel), provider, fallback);
+    const [textSession, unetSession, vaeSession] = [
+      await open(LAYOUT.textEncoder),
+      await open(LAYOUT.unet),
+      await open(LAYOUT.vae),
+    ];
+    // The sessions' own metadata decides names, dtypes and shapes.
+    const textIO = unwrap(LAYOUT.textEncoder, checkTextEncoder(textSession.io));
+    const unetIO = unwrap(LAYOUT.unet, checkUNet(unetSession.io));
+    const vaeIO = unwrap(LAYOUT.vae, checkVae(vaeSession.io));
+    const tokenizer = await loadClipTokenizer(path.join(root, LAYOUT.tokenizerDir));
+    const schedulerConfig = (await readJsonFile(root, LAYOUT.scheduler)) as Record<string, unknown>;
+    const scalingFactor = await readScalingFactor(root);
+    const name = path.basename(root);
+    return {
+      name,
+      dir: root,
+      unet: makeUNet(pool, unetSession, unetIO, `${name}/${LAYOUT.unet}`),
+      textEncoder: makeTextEncoder(pool, textSession, textIO, tokenizer, `${name}/${LAYOUT.textEncoder}`),
+      vae: makeVaeDecoder(pool, vaeSession, vaeIO, scalingFactor, `${name}/${LAYOUT.vae}`),
+      schedulerConfig,
+    };
+  }
+
   return {
     warnings,
     async loadModel(dir: string, opts: LoadOptions = {}): Promise<VideoModel> {
@@ -77,36 +129,18 @@ export function createRuntime(): ModelRuntime {
         throw new Error(`unknown execution provider "${provider}"; use one of ${PROVIDERS.join(', ')}`);
       }
       const root = path.resolve(dir);
-      const problems = await inspectModelFolder(root);
-      if (problems.length > 0) throw new Error(`model folder ${root}:\n${problems.join('\n')}`);
       const fallback = opts.fallback ?? true;
-      const open = async (rel: string) => openWith(path.join(root, rel), provider, fallback);
-      const [textSession, unetSession, vaeSession] = [
-        await open(LAYOUT.textEncoder),
-        await open(LAYOUT.unet),
-        await open(LAYOUT.vae),
-      ];
-      // The sessions' own metadata decides names, dtypes and shapes.
-      const textIO = unwrap(LAYOUT.textEncoder, checkTextEncoder(textSession.io));
-      const unetIO = unwrap(LAYOUT.unet, checkUNet(unetSession.io));
-      const vaeIO = unwrap(LAYOUT.vae, checkVae(vaeSession.io));
-      if (textIO.width !== null && unetIO.hiddenWidth !== null && textIO.width !== unetIO.hiddenWidth) {
-        throw new Error(
-          `model folder ${root}: ${LAYOUT.textEncoder} outputs width ${textIO.width} but ${LAYOUT.unet} "${unetIO.hidden}" takes width ${unetIO.hiddenWidth}`,
-        );
-      }
-      const tokenizer = await loadClipTokenizer(path.join(root, LAYOUT.tokenizerDir));
-      const schedulerConfig = (await readJsonFile(root, LAYOUT.scheduler)) as Record<string, unknown>;
-      const scalingFactor = await readScalingFactor(root);
-      const name = path.basename(root);
-      return {
-        name,
-        dir: root,
-        unet: makeUNet(pool, unetSession, unetIO, `${name}/${LAYOUT.unet}`),
-        textEncoder: makeTextEncoder(pool, textSession, textIO, tokenizer, `${name}/${LAYOUT.textEncoder}`),
-        vae: makeVaeDecoder(pool, vaeSession, vaeIO, scalingFactor, `${name}/${LAYOUT.vae}`),
-        schedulerConfig,
-      };
+      // The same handles again while nothing changed: no re-validation, no tokenizer rebuild.
+      const id = `${provider}|${fallback}|${root}`;
+      const stamp = folderStamp(root);
+      const hit = models.get(id);
+      if (hit && hit.stamp === stamp) return hit.model;
+      const model = load(root, provider, fallback);
+      models.set(id, { stamp, model });
+      model.catch(() => {
+        if (models.get(id)?.model === model) models.delete(id);
+      });
+      return model;
     },
     stats: () => pool.stats(),
     release: () => pool.release(),

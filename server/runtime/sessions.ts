@@ -1,7 +1,9 @@
 // The main thread's side of the inference worker: opens sessions (once per model file + provider),
 // runs them, releases them. The worker starts on first use and is unref'd while idle, so a CLI
 // run exits when its work is done; a crashed worker fails its pending calls and is restarted.
+import { readdirSync, statSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { ModelIO } from './io.ts';
 import type { OpenResult, Request, Response, WireSessionOptions, WireTensor } from './protocol.ts';
@@ -59,37 +61,104 @@ interface Pending {
   reject: (e: Error) => void;
 }
 
+interface Entry {
+  /** The model file's mtime and size when opened: a rewritten file gets a new session. */
+  stamp: string;
+  key: string;
+  session: Promise<OpenSession>;
+  lastUsed: number;
+}
+
+export interface SessionPoolOptions {
+  /** Free system memory in bytes (default os.freemem); injectable for tests. */
+  freeMemory?: () => number;
+}
+
+/** Sum of the sizes of the files in `file`'s folder: the model plus its external weights. */
+function folderBytes(file: string): number {
+  const dir = path.dirname(file);
+  let total = 0;
+  for (const name of readdirSync(dir)) {
+    try {
+      const st = statSync(path.join(dir, name));
+      if (st.isFile()) total += st.size;
+    } catch {
+      // vanished meanwhile: not part of the estimate
+    }
+  }
+  return total;
+}
+
 export class SessionPool {
   private worker: Worker | null = null;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
-  private readonly sessions = new Map<string, Promise<OpenSession>>();
+  /** By provider|file. */
+  private readonly sessions = new Map<string, Entry>();
   private created = 0;
+  private serial = 0;
+  private readonly freeMemory: () => number;
+
+  constructor(opts: SessionPoolOptions = {}) {
+    this.freeMemory = opts.freeMemory ?? os.freemem;
+  }
 
   /** sessionsCreated counts every session ever created; sessionsOpen those alive now. */
   stats(): { sessionsCreated: number; sessionsOpen: number } {
     return { sessionsCreated: this.created, sessionsOpen: this.sessions.size };
   }
 
-  /** The session for `file` on `provider`: created on first use, then the same one. */
+  /**
+   * The session for `file` on `provider`: created on first use, then the same one until the file
+   * changes on disk or release(). Before creating one, closes least recently used sessions while
+   * free memory is below what the new one needs (twice its files' size, a rough bound).
+   */
   open(file: string, provider: Provider): Promise<OpenSession> {
-    const key = `${provider}|${file}`;
-    let s = this.sessions.get(key);
-    if (!s) {
-      s = this.call({ op: 'open', key, file, options: sessionOptions(provider) }).then(
-        (res) => {
-          this.created++;
-          const io = res as OpenResult;
-          return { key, file, provider, io: { inputs: io.inputs, outputs: io.outputs } };
-        },
-        (e: unknown) => {
-          this.sessions.delete(key);
-          throw e;
-        },
-      );
-      this.sessions.set(key, s);
+    const id = `${provider}|${file}`;
+    const st = statSync(file);
+    const stamp = `${st.mtimeMs}:${st.size}`;
+    const entry = this.sessions.get(id);
+    if (entry && entry.stamp === stamp) {
+      entry.lastUsed = ++this.serial;
+      return entry.session;
     }
-    return s;
+    if (entry) this.drop(id);
+    this.makeRoom(2 * folderBytes(file), id);
+    const key = `${id}|${stamp}`;
+    const session = this.call({ op: 'open', key, file, options: sessionOptions(provider) }).then(
+      (res) => {
+        this.created++;
+        const io = res as OpenResult;
+        return { key, file, provider, io: { inputs: io.inputs, outputs: io.outputs } };
+      },
+      (e: unknown) => {
+        if (this.sessions.get(id)?.key === key) this.sessions.delete(id);
+        throw e;
+      },
+    );
+    this.sessions.set(id, { stamp, key, session, lastUsed: ++this.serial });
+    return session;
+  }
+
+  private makeRoom(needed: number, except: string): void {
+    const lru = [...this.sessions.entries()]
+      .filter(([id]) => id !== except)
+      .sort((a, b) => a[1].lastUsed - b[1].lastUsed);
+    for (const [id] of lru) {
+      if (this.freeMemory() >= needed) return;
+      this.drop(id);
+    }
+  }
+
+  /** Forgets a session and closes it in the worker (after any call already queued there). */
+  private drop(id: string): void {
+    const entry = this.sessions.get(id);
+    if (!entry) return;
+    this.sessions.delete(id);
+    entry.session.then(
+      () => this.worker && this.call({ op: 'close', key: entry.key }).catch(() => {}),
+      () => {},
+    );
   }
 
   /**
@@ -118,7 +187,7 @@ export class SessionPool {
 
   /** Drops every session (memory back to the system); later calls re-create what they need. */
   async release(): Promise<void> {
-    const open = [...this.sessions.values()];
+    const open = [...this.sessions.values()].map((e) => e.session);
     this.sessions.clear();
     await Promise.allSettled(open);
     if (this.worker) await this.call({ op: 'release' });

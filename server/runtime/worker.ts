@@ -93,8 +93,11 @@ async function handle(req: Request): Promise<Response> {
   }
 }
 
+// One request at a time, in order: a close or release never lands while a run is in progress.
+let queue: Promise<void> = Promise.resolve();
 port.on('message', (req: Request) => {
-  void handle(req).then((res) => {
+  queue = queue.then(async () => {
+    const res = await handle(req);
     const transfer: ArrayBuffer[] = [];
     if (res.ok && req.op === 'run' && res.result) {
       for (const t of Object.values(res.result as Record<string, WireTensor>))

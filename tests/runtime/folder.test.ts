@@ -1,6 +1,6 @@
 // Model folder validation: each missing part or misfit model is named by file and reason, before
 // any session is created; listing finds the folders with a model_index.json.
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -95,6 +95,26 @@ describe('inspectModelFolder', () => {
     writeFileSync(path.join(dir, 'text_encoder/model.onnx'), b.toBytes());
     expect(await inspectModelFolder(dir)).toEqual([
       'text_encoder/model.onnx: input "input_ids" is float32; expected int32 or int64',
+    ]);
+  });
+
+  it('names a scheduler config the DDIM scheduler cannot use', async () => {
+    const dir = await folder();
+    writeFileSync(
+      path.join(dir, 'scheduler/scheduler_config.json'),
+      JSON.stringify({ beta_schedule: 'cubic' }),
+    );
+    const problems = await inspectModelFolder(dir);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^scheduler\/scheduler_config\.json: scheduler config: beta_schedule/);
+  });
+
+  it('names a UNet whose text width differs from the text encoder’s', async () => {
+    const dir = await folder();
+    const other = await folder('sd1');
+    writeFileSync(path.join(dir, 'unet/model.onnx'), readFileSync(path.join(other, 'unet/model.onnx')));
+    expect(await inspectModelFolder(dir)).toEqual([
+      'unet/model.onnx: input "encoder_hidden_states" takes width 768, but text_encoder/model.onnx outputs width 32',
     ]);
   });
 

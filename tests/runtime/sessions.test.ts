@@ -50,6 +50,38 @@ describe('session reuse', () => {
       await rt.close();
     }
   });
+  it('re-creates the sessions of a folder whose files changed, closing the old ones', async () => {
+    const rt = createRuntime();
+    try {
+      const dir = await makeTestModel(path.join(tmp, 'changing'), { seed: 1 });
+      const a = await rt.loadModel(dir);
+      const ea = await a.textEncoder.encode('a cat');
+      expect(await rt.loadModel(dir)).toBe(a);
+      await new Promise((r) => setTimeout(r, 20)); // a later mtime
+      await makeTestModel(dir, { seed: 2 });
+      const b = await rt.loadModel(dir);
+      expect(b).not.toBe(a);
+      expect(rt.stats()).toEqual({ sessionsCreated: 6, sessionsOpen: 3 });
+      expect((await b.textEncoder.encode('a cat')).data).not.toEqual(ea.data);
+    } finally {
+      await rt.close();
+    }
+  });
+
+  it('under memory pressure closes least recently used sessions and re-creates them on use', async () => {
+    const rt = createRuntime({ freeMemory: () => 0 });
+    try {
+      const m = await rt.loadModel(tiny);
+      expect(rt.stats()).toEqual({ sessionsCreated: 3, sessionsOpen: 1 });
+      const cond = await m.textEncoder.encode('a dog');
+      const eps = await m.unet.predict(torchRandn([1, 4, 2, 8, 8], 1), 1, cond);
+      const images = await m.vae.decode(eps, 2);
+      expect(images.shape).toEqual([2, 64, 64, 3]);
+      expect(rt.stats()).toEqual({ sessionsCreated: 6, sessionsOpen: 1 });
+    } finally {
+      await rt.close();
+    }
+  });
 });
 
 // The CUDA provider's libraries are an optional download; where they are installed this machine
