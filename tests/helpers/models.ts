@@ -11,7 +11,7 @@
 //                 → x + cross-attention(x over encoder_hidden_states [B,L,D]: softmax(q·kᵀ/√C)·v)
 //                 → Conv3d(1,3,3) C→4 → out_sample [B,4,F,h,w]
 //   VAE decoder   latent_sample [n,4,h,w] → Conv 3×3 4→8, tanh → Resize ×8 (linear) → Conv 3×3 8→3 → sample [n,3,8h,8w]
-// The slow variant (channels 96, depth 4) takes ≥ 10 ms per UNet call on [1,4,8,8,8]; make another
+// The slow variant (channels 128, depth 6) takes ≥ 10 ms per UNet call on [1,4,8,8,8]; make another
 // with `makeTestModel(dir, { ...TEST_VARIANTS.slow, channels, depth })` for other costs.
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -59,7 +59,7 @@ export const TEST_VARIANTS = {
   fp16: { unetFp16: true },
   'fixed-batch': { dynamicBatch: false, timestepShape: 'one' },
   external: { externalData: true },
-  slow: { channels: 96, depth: 4 },
+  slow: { channels: 128, depth: 6 },
 } as const satisfies Record<string, TestModelVariant>;
 
 export type TestVariantName = keyof typeof TEST_VARIANTS;
