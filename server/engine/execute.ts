@@ -368,7 +368,7 @@ async function runSteps(st: RunState, scope: Scope, steps: readonly Step[]): Pro
  * every iteration, computed without running anything (signatures chain through the carried values'
  * signatures). A streaming output node cannot resume a file halfway, so it is replayed from the
  * cache only when its whole loop is unchanged; one small entry per output node, whatever the length.
- * Nested loops are not simulated: their output nodes simply run.
+ * Nested loops are not simulated: their output nodes simply run every time.
  */
 async function bodyOutputKeys(
   st: RunState,
@@ -379,7 +379,9 @@ async function bodyOutputKeys(
   flowRef: Ref,
 ): Promise<Map<string, string>> {
   const keys = new Map<string, string>();
-  if (step.body.some((s) => s.kind === 'loop')) return keys;
+  // A writer's state spans the whole run, so only a top-level loop without inner loops is one
+  // complete stream that can be replayed as a whole.
+  if (scope.inBody || step.body.some((s) => s.kind === 'loop')) return keys;
   const outputIds = step.body
     .filter((s): s is { kind: 'node'; id: string } => s.kind === 'node')
     .map((s) => s.id)

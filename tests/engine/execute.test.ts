@@ -161,6 +161,20 @@ describe('execution', () => {
     expect(t.log.runs).toEqual([]);
   });
 
+  test('previews and partial UI are sent as they happen; history gets both UI parts', async () => {
+    t = setupEngine();
+    const { result, events } = await t.run({
+      '1': { class_type: 'TestInt', inputs: { value: 4 } },
+      '2': { class_type: 'TestPreview', inputs: { value: ['1', 0] } },
+    });
+    const previews = eventsOf(events, 'preview');
+    expect(previews).toHaveLength(1);
+    expect(previews[0]).toMatchObject({ node: '2', format: 'png' });
+    expect([...previews[0].data]).toEqual([0x89, 0x50, 0x4e, 0x47]);
+    expect(eventsOf(events, 'executed').map((e) => e.output)).toEqual([{ partial: [4] }, { final: [4] }]);
+    expect(result).toMatchObject({ outputs: { '2': { partial: [4], final: [4] } } });
+  });
+
   test('progress events come from ctx.progress', async () => {
     t = setupEngine();
     const { events } = await t.run({

@@ -269,6 +269,22 @@ export function createTestNodes(): { nodes: AnyNodeDef[]; log: TestLog } {
     },
   });
 
+  const preview = defineNode({
+    name: 'TestPreview',
+    displayName: 'Test Preview',
+    category: 'testing',
+    description: 'Output node: sends a PNG preview and a partial UI output, then its final UI.',
+    outputNode: true,
+    inputs: { required: { value: input.link<unknown>('*') } },
+    outputs: [],
+    run({ value }, ctx) {
+      runs.push(ctx.nodeId);
+      ctx.preview({ format: 'png', data: new Uint8Array([0x89, 0x50, 0x4e, 0x47]) });
+      ctx.emitUi({ partial: [value] });
+      return { outputs: [], ui: { final: [value] } };
+    },
+  });
+
   const nodes = [
     intConst,
     stringConst,
@@ -282,6 +298,7 @@ export function createTestNodes(): { nodes: AnyNodeDef[]; log: TestLog } {
     choice,
     latentSource,
     latentSink,
+    preview,
     loopStartNode,
     loopEndNode,
     intMathNode,
