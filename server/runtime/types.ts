@@ -10,7 +10,12 @@ export interface UNetModel {
    * One denoiser call. sample [B,4,F,h,w], encoderHiddenStates [B,L,D]; returns the model output
    * (epsilon, v or sample, as the scheduler's prediction_type says) in float32, shape of sample.
    */
-  predict(sample: Tensor, timestep: number, encoderHiddenStates: Tensor, signal?: AbortSignal): Promise<Tensor>;
+  predict(
+    sample: Tensor,
+    timestep: number,
+    encoderHiddenStates: Tensor,
+    signal?: AbortSignal,
+  ): Promise<Tensor>;
 }
 
 export interface TextEncoderModel {
