@@ -53,7 +53,7 @@ export interface TrainingSet {
 }
 
 /** How strongly each matched prompt concept favours a clip (nats); motion words steer less. */
-export const PRIOR_WEIGHT = { colour: 40, shape: 40, motion: 20, direction: 15 } as const;
+export const PRIOR_WEIGHT = { colour: 40, shape: 40, motion: 20, direction: 5 } as const;
 
 /** Pixel centre of grid position i along a walk's axis. */
 export function gridCentre(i: number): number {

@@ -24,7 +24,7 @@ export type { Concept } from './vocab.ts';
 /** Folder name under the models directory. */
 export const DEMO_MODEL_NAME = 'demo';
 /** Bump when anything that changes the generated files changes. */
-export const DEMO_VERSION = 'rdflow-demo-1';
+export const DEMO_VERSION = 'rdflow-demo-2';
 /** The stamp file: version plus a readable summary (vocabulary, clip count). */
 export const DEMO_STAMP = 'demo.json';
 
@@ -145,6 +145,8 @@ async function generate(modelsDir: string, dir: string): Promise<void> {
       await mkdir(path.dirname(path.join(tmp, rel)), { recursive: true });
       await writeFile(path.join(tmp, rel), files.get(rel) as string | Uint8Array);
     }
+    // Another process may have finished first; keep its folder (it may be reading from it).
+    if (await isCurrent(dir)) return;
     let old: string | undefined;
     if (existsSync(dir)) {
       old = path.join(modelsDir, `${PARTIAL_PREFIX}${process.pid}-old-${randomBytes(4).toString('hex')}`);
