@@ -179,15 +179,26 @@ describe('worker thread', () => {
     }
   });
 
-  it('rejects at once when the signal aborts during a call', async () => {
+  it('rejects as soon as the signal aborts during a call, and the next call still runs', async () => {
     const rt = createRuntime();
     try {
       const m = await rt.loadModel(slow);
       const cond = await m.textEncoder.encode('a');
+      const z = torchRandn([1, 4, 8, 16, 16], 1);
+      const t0 = performance.now();
+      await m.unet.predict(z, 1, cond);
+      const full = performance.now() - t0;
       const ac = new AbortController();
-      const call = m.unet.predict(torchRandn([1, 4, 8, 16, 16], 1), 1, cond, ac.signal);
-      ac.abort(new Error('interrupted by user'));
+      const started = performance.now();
+      const call = m.unet.predict(z, 1, cond, ac.signal);
+      setTimeout(() => ac.abort(new Error('interrupted by user')), 1);
       await expect(call).rejects.toThrow('interrupted by user');
+      console.log(
+        `abort answered after ${(performance.now() - started).toFixed(0)} ms of a ${full.toFixed(0)} ms call`,
+      );
+      // Already aborted: nothing is sent to the worker.
+      await expect(m.unet.predict(z, 1, cond, ac.signal)).rejects.toThrow('interrupted by user');
+      expect((await m.unet.predict(z, 1, cond)).shape).toEqual(z.shape);
     } finally {
       await rt.close();
     }
