@@ -29,7 +29,10 @@ export interface App {
   readonly graph: LGraph;
   readonly canvas: LGraphCanvas;
   readonly state: RunState;
+  readonly outputs: OutputView;
   readonly objectInfo: ObjectInfo;
+  /** litegraph's registry, for scripts and tests (registered node types, createNode). */
+  readonly liteGraph: typeof LiteGraph;
   /** The graph in canvas format (what Save writes). */
   serialize(): CanvasWorkflow;
   /** The graph in API format (what Queue posts). */
@@ -41,6 +44,8 @@ export interface App {
   openShipped(name: string): Promise<void>;
   undo(): void;
   redo(): void;
+  /** Pans and zooms so the whole graph is in view. */
+  fitView(): void;
   /** Records the current graph as an undo step and in local storage. */
   commit(): void;
 }
@@ -77,6 +82,8 @@ export async function startApp(): Promise<App> {
   const canvas = new LGraphCanvas(canvasEl, graph);
   canvas.show_info = false;
   canvas.render_canvas_border = false;
+  // The default workflow fits a laptop screen at about 0.55 zoom; keep its text drawn there.
+  canvas.low_quality_zoom_threshold = 0.4;
   const history = new UndoHistory();
   const outputs = new OutputView(
     document.getElementById('overlays')!,
@@ -298,7 +305,9 @@ export async function startApp(): Promise<App> {
     graph,
     canvas,
     state,
+    outputs,
     objectInfo,
+    liteGraph: LiteGraph,
     serialize,
     toPrompt,
     queue,
@@ -306,6 +315,7 @@ export async function startApp(): Promise<App> {
     openShipped,
     undo,
     redo,
+    fitView,
     commit,
   };
 

@@ -25,11 +25,24 @@ export function mediaArea(node: LGraphNode): MediaArea {
   return { x: 8, y: top, w: node.size[0] - 16, h: Math.max(0, node.size[1] - top - 8) };
 }
 
-/** Grows a node so its media area fits a picture of this aspect ratio (width / height). */
+/**
+ * Grows a node so its media area fits a picture of this aspect ratio (width / height), and moves
+ * the nodes below it down by as much, so the picture covers none of them.
+ */
 export function ensureMediaSpace(node: LGraphNode, aspect: number): void {
   const area = mediaArea(node);
   const wanted = Math.min(360, Math.max(80, area.w / (aspect > 0 ? aspect : 1)));
-  if (area.h < wanted - 1) node.setSize([node.size[0], area.y + wanted + 8]);
+  if (area.h >= wanted - 1) return;
+  const oldBottom = node.pos[1] + node.size[1];
+  const grow = area.y + wanted + 8 - node.size[1];
+  node.setSize([node.size[0], node.size[1] + grow]);
+  const left = node.pos[0];
+  const right = node.pos[0] + node.size[0];
+  for (const other of node.graph?.nodes ?? []) {
+    if (other === node) continue;
+    const overlapsColumn = other.pos[0] < right && other.pos[0] + other.size[0] > left;
+    if (overlapsColumn && other.pos[1] >= oldBottom) other.pos = [other.pos[0], other.pos[1] + grow];
+  }
 }
 
 function pill(ctx: CanvasRenderingContext2D, x: number, y: number, text: string, color: string): void {

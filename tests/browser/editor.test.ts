@@ -1,0 +1,275 @@
+// The editor in a real browser against the real server, used the way a person uses it: the page
+// opens on the default VidRD workflow, widget edits typed into the canvas reach the prompt the
+// Queue button posts, the run shows its progress and ends with the video playing on its node, a
+// broken link is drawn as an error on its node, and undo brings the link back.
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ApiPrompt } from '../../client/src/types.ts';
+import {
+  CHROMIUM,
+  CHROMIUM_ARGS,
+  chromiumProblem,
+  openEditor,
+  repoRoot,
+  startEditorServer,
+  typeIntoWidget,
+  waitReady,
+  type EditorPage,
+  type EditorServer,
+} from './harness.ts';
+
+/** What the tests read of a litegraph node (its types are `any` under the repo's NodeNext resolution). */
+interface NodeLike {
+  id: number | string;
+  type: string;
+}
+
+interface CanvasFile {
+  nodes: { id: number; type: string; title?: string; widgets_values?: unknown[] }[];
+}
+
+const problem = chromiumProblem();
+if (problem !== undefined && process.env.CI) throw new Error(`Browser tests cannot run in CI: ${problem}`);
+if (problem !== undefined) console.warn(`Skipping the browser tests: ${problem}`);
+
+const workflow = JSON.parse(
+  fs.readFileSync(path.join(repoRoot, 'workflows', 'vidrd-long-video.canvas.json'), 'utf8'),
+) as CanvasFile;
+const idOf = (type: string, title?: RegExp): number => {
+  const node = workflow.nodes.find(
+    (n) => n.type === type && (title === undefined || title.test(n.title ?? '')),
+  );
+  if (node === undefined) throw new Error(`the default workflow has no ${type} node`);
+  return node.id;
+};
+const LOOP = idOf('LoopStart');
+const SAMPLER = idOf('DDIMSampler');
+const DECODE = idOf('VAEDecode');
+const NOISE = idOf('NoiseInit');
+const MP4 = idOf('VideoWrite', /mp4/i);
+
+/** Statuses the side panel shows, recorded as they change. */
+async function recordStatuses(page: Page): Promise<string[]> {
+  const seen: string[] = [];
+  await page.exposeFunction('rdflowStatus', (text: string) => seen.push(text));
+  await page.evaluate(() => {
+    const el = document.getElementById('run-status')!;
+    const w = window as unknown as { rdflowStatus(t: string): void };
+    new MutationObserver(() => w.rdflowStatus(el.textContent ?? '')).observe(el, {
+      childList: true,
+      characterData: true,
+      subtree: true,
+    });
+  });
+  return seen;
+}
+
+/** The prompt bodies the page posts, captured on the way to the server (which still gets them). */
+async function capturePrompts(page: Page): Promise<{ prompt: ApiPrompt; client_id?: string }[]> {
+  const posted: { prompt: ApiPrompt; client_id?: string }[] = [];
+  await page.route('**/prompt', async (route) => {
+    if (route.request().method() === 'POST')
+      posted.push(route.request().postDataJSON() as (typeof posted)[number]);
+    await route.continue();
+  });
+  return posted;
+}
+
+describe.skipIf(problem !== undefined)('editor in chromium', () => {
+  let server: EditorServer;
+  let browser: Browser;
+  let editor: EditorPage;
+  let posted: { prompt: ApiPrompt; client_id?: string }[];
+  let statuses: string[];
+  const frames = Number(workflow.nodes.find((n) => n.id === NOISE)?.widgets_values?.[2]);
+
+  beforeAll(async () => {
+    server = await startEditorServer();
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+    editor = await openEditor(browser, server.url);
+    posted = await capturePrompts(editor.page);
+    statuses = await recordStatuses(editor.page);
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('opens on the default VidRD workflow without console errors', async () => {
+    const nodes = await editor.page.evaluate(() =>
+      window.rdflow!.graph.nodes.map((n: NodeLike) => ({ id: Number(n.id), type: n.type })),
+    );
+    expect(nodes.sort((a: { id: number }, b: { id: number }) => a.id - b.id)).toEqual(
+      workflow.nodes.map((n) => ({ id: n.id, type: n.type })),
+    );
+    expect(editor.errors).toEqual([]);
+  });
+
+  it('offers every server node type and refuses links between incompatible sockets', async () => {
+    const info = (await (await fetch(`${server.url}/object_info`)).json()) as Record<string, unknown>;
+    const result = await editor.page.evaluate(
+      ([noise, sampler]) => {
+        const app = window.rdflow!;
+        const from = app.graph.getNodeById(noise)!;
+        const to = app.graph.getNodeById(sampler)!;
+        // NOISE into a CONDITIONING socket is refused; NOISE into the NOISE socket is accepted.
+        const wrong = from.connect(0, to, to.findInputSlot('positive'));
+        const types = app.liteGraph.registered_node_types;
+        return {
+          refused: wrong === null,
+          types: Object.fromEntries(
+            Object.entries(types).map(([name, cls]) => [
+              name,
+              (cls as unknown as { category: string }).category,
+            ]),
+          ),
+        };
+      },
+      [NOISE, SAMPLER] as const,
+    );
+    expect(result.refused).toBe(true);
+    const categories = Object.fromEntries(
+      Object.entries(info).map(([name, entry]) => [name, (entry as { category: string }).category]),
+    );
+    expect(result.types).toEqual(categories);
+  });
+
+  it('sends widget edits typed into the canvas in the prompt the Queue button posts', async () => {
+    const { page } = editor;
+    await typeIntoWidget(page, SAMPLER, 'steps', '3');
+    await typeIntoWidget(page, LOOP, 'iterations', '2');
+    await typeIntoWidget(page, MP4, 'fps', '8');
+    await page.click('#queue-button');
+    await expect.poll(() => posted.length).toBe(1);
+    const body = posted[0];
+    expect(body.client_id).toBe(await page.evaluate(() => window.rdflow!.api.clientId));
+    expect(body.prompt[String(SAMPLER)].inputs.steps).toBe(3);
+    expect(body.prompt[String(LOOP)].inputs.iterations).toBe(2);
+    expect(body.prompt[String(MP4)].inputs.fps).toBe(8);
+  });
+
+  it('shows step progress and the clip counter, previews each clip, and ends with the video playing on its node', async () => {
+    const { page } = editor;
+    const video = page.locator(`.media-overlay[data-node-id="${MP4}"] video`);
+    await video.waitFor({ timeout: 60_000 });
+    await page.waitForFunction(
+      (sel) => (document.querySelector<HTMLVideoElement>(sel)?.readyState ?? 0) >= 2,
+      `.media-overlay[data-node-id="${MP4}"] video`,
+      { timeout: 30_000 },
+    );
+    await page.waitForFunction(() => window.rdflow!.state.phase !== 'running', null, { timeout: 60_000 });
+    expect(await page.evaluate(() => window.rdflow!.state.phase)).toBe('success');
+    // The side panel followed the run: the sampler's steps, and both clips of the loop.
+    expect(statuses.some((s) => /DDIM Sampler.*step \d+ \/ 3/.test(s))).toBe(true);
+    expect(statuses.some((s) => s.includes('clip 1 of 2'))).toBe(true);
+    expect(statuses.some((s) => s.includes('clip 2 of 2'))).toBe(true);
+    // Each decoded clip was previewed on the decoder node.
+    const previewWidth = await page.evaluate(
+      (id) => window.rdflow!.outputs.preview(String(id))?.naturalWidth ?? 0,
+      DECODE,
+    );
+    expect(previewWidth).toBeGreaterThan(0);
+
+    const media = await video.evaluate((v: HTMLVideoElement) => ({
+      duration: v.duration,
+      src: v.currentSrc,
+    }));
+    // N frames per clip × K clips at the fps typed into the node.
+    expect(media.duration).toBeGreaterThan((frames * 2 - 1) / 8);
+    expect(media.duration).toBeLessThan((frames * 2 + 1) / 8);
+    const src = new URL(media.src);
+    expect(src.pathname).toMatch(/\/view$/);
+    expect(src.searchParams.get('type')).toBe('output');
+    expect(
+      fs.existsSync(
+        path.join(
+          server.outputDir,
+          src.searchParams.get('subfolder') ?? '',
+          src.searchParams.get('filename')!,
+        ),
+      ),
+    ).toBe(true);
+    const link = page.locator(`.media-overlay[data-node-id="${MP4}"] a.media-link`);
+    expect(await link.getAttribute('href')).toBe(media.src);
+
+    await page.evaluate(() => window.rdflow!.fitView());
+    await page.waitForTimeout(500);
+    fs.mkdirSync(path.join(repoRoot, 'test-results'), { recursive: true });
+    await page.screenshot({ path: path.join(repoRoot, 'test-results', 'editor.png') });
+    expect(editor.errors).toEqual([]);
+  });
+
+  it('restores the last graph, edits included, on reload', async () => {
+    const { page } = editor;
+    await page.reload();
+    await waitReady(page);
+    const steps = await page.evaluate(
+      (id) =>
+        window.rdflow!.graph.getNodeById(id)!.widgets!.find((w: { name: string }) => w.name === 'steps')!
+          .value,
+      SAMPLER,
+    );
+    expect(steps).toBe(3);
+  });
+
+  it('draws a broken link as an error on its node, and undo brings the link back', async () => {
+    const { page } = editor;
+    const before = posted.length;
+    await page.evaluate((id) => {
+      const app = window.rdflow!;
+      const node = app.graph.getNodeById(id)!;
+      node.disconnectInput(node.findInputSlot('positive'));
+      app.commit();
+    }, SAMPLER);
+    await page.click('#queue-button');
+    await expect.poll(() => posted.length).toBe(before + 1);
+    expect(posted[before].prompt[String(SAMPLER)].inputs.positive).toBeUndefined();
+    await page.waitForFunction(() => window.rdflow!.state.phase === 'invalid');
+    const errors = await page.evaluate((id) => window.rdflow!.state.errorsOf(String(id)), SAMPLER);
+    expect(errors.map((e) => e.extra_info?.input_name)).toContain('positive');
+    expect(await page.locator('#run-status').innerText()).toMatch(/not queued/);
+    // Chromium logs the refused POST itself; nothing else went to the console.
+    expect(editor.errors).toEqual([expect.stringMatching(/status of 400/)]);
+    editor.errors.length = 0;
+
+    // The node is outlined in red on the canvas: read the pixel on its left edge.
+    const pixel = await page.evaluate((id) => {
+      const app = window.rdflow!;
+      const node = app.graph.getNodeById(id)!;
+      app.canvas.draw(true, true);
+      const [x, y] = app.canvas.ds.convertOffsetToCanvas([node.pos[0] - 5, node.pos[1] + node.size[1] / 2]);
+      const dpr = window.devicePixelRatio || 1;
+      const ctx = app.canvas.canvas.getContext('2d')!;
+      return Array.from(ctx.getImageData(Math.round(x * dpr), Math.round(y * dpr), 1, 1).data);
+    }, SAMPLER);
+    expect(pixel[0]).toBeGreaterThan(200);
+    expect(pixel[1]).toBeLessThan(120);
+
+    await page.locator('#graph-canvas').focus();
+    await page.keyboard.press('Control+z');
+    const linked = await page.evaluate((id) => {
+      const node = window.rdflow!.graph.getNodeById(id)!;
+      return node.inputs[node.findInputSlot('positive')].link;
+    }, SAMPLER);
+    expect(linked).not.toBeNull();
+  });
+
+  it('adds a node from the search box opened by double-clicking the canvas', async () => {
+    const { page } = editor;
+    const count = await page.evaluate(() => window.rdflow!.graph.nodes.length);
+    const box = (await page.locator('#graph-canvas').boundingBox())!;
+    // An empty spot: fit the view, then pick the top-left corner of the canvas.
+    await page.evaluate(() => window.rdflow!.canvas.ds.offset.splice(0, 2, 2000, 2000));
+    await page.mouse.dblclick(box.x + 30, box.y + 30);
+    const search = page.locator('.litesearchbox input');
+    await search.waitFor({ timeout: 5000 });
+    await search.fill('VAE Decode');
+    await page.locator('.litesearchbox .lite-search-item').first().waitFor();
+    await search.press('Enter');
+    await expect.poll(() => page.evaluate(() => window.rdflow!.graph.nodes.length)).toBe(count + 1);
+    expect(editor.errors).toEqual([]);
+  });
+});

@@ -1,0 +1,130 @@
+// What the browser tests need around the page: Debian's chromium (or a reason to skip), the built
+// editor, a real server on a free loopback port over temp folders with the demo model, and a page
+// that records console errors.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { startServer, type RunningServer } from '../../server/api/index.ts';
+import { ensureDemoModel } from '../../server/runtime/demo/index.ts';
+
+export const repoRoot = path.resolve(import.meta.dirname, '..', '..');
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-background-networking', '--disable-gpu'];
+
+/** Why the browser tests cannot run here, or undefined when they can. */
+export function chromiumProblem(): string | undefined {
+  return fs.existsSync(CHROMIUM) ? undefined : `no chromium at ${CHROMIUM} (apt-get install chromium)`;
+}
+
+/** Builds dist/client unless it is there (CI builds it with `npm run build:client` first). */
+export function ensureClientBuilt(): string {
+  const dir = path.join(repoRoot, 'dist', 'client');
+  if (!fs.existsSync(path.join(dir, 'index.html'))) {
+    const vite = path.join(repoRoot, 'node_modules', 'vite', 'bin', 'vite.js');
+    execFileSync(
+      process.execPath,
+      [vite, 'build', '--config', 'client/vite.config.ts', '--logLevel', 'error'],
+      {
+        cwd: repoRoot,
+        stdio: 'inherit',
+      },
+    );
+  }
+  return dir;
+}
+
+export interface EditorServer extends RunningServer {
+  root: string;
+  outputDir: string;
+  logs: string[];
+}
+
+export async function startEditorServer(): Promise<EditorServer> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-browser-'));
+  const outputDir = path.join(root, 'output');
+  const modelsDir = path.join(root, 'models');
+  // Generated before the server starts, so the first run does not include building the model.
+  await ensureDemoModel(modelsDir);
+  const logs: string[] = [];
+  const server = await startServer({
+    port: 0,
+    host: '127.0.0.1',
+    outputDir,
+    modelsDir,
+    dataDir: path.join(root, 'data'),
+    clientDir: ensureClientBuilt(),
+    log: (m) => logs.push(m),
+  });
+  return { ...server, root, outputDir, logs };
+}
+
+export interface EditorPage {
+  page: Page;
+  /** Console errors and uncaught page errors, in order. */
+  errors: string[];
+}
+
+export async function openEditor(browser: Browser, url: string): Promise<EditorPage> {
+  const context = await browser.newContext({ viewport: { width: 1600, height: 900 } });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(url);
+  await waitReady(page);
+  return { page, errors };
+}
+
+export async function waitReady(page: Page): Promise<void> {
+  await page.waitForFunction(() => document.body.dataset.ready !== undefined, null, { timeout: 30_000 });
+  const ready = await page.evaluate(() => document.body.dataset.ready);
+  if (ready !== 'true')
+    throw new Error(`the editor did not start: ${await page.locator('#toasts').innerText()}`);
+}
+
+/** Screen position of a point given in graph coordinates, after centring on a node. */
+export async function widgetCentre(page: Page, nodeId: number, widget: string): Promise<[number, number]> {
+  return page.evaluate(
+    ([id, name]) => {
+      const app = window.rdflow!;
+      const node = app.graph.getNodeById(id)!;
+      app.canvas.centerOnNode(node);
+      app.canvas.draw(true, true);
+      const w = node.widgets!.find((x: { name: string }) => x.name === name)!;
+      const [x, y] = app.canvas.ds.convertOffsetToCanvas([
+        node.pos[0] + node.size[0] / 2,
+        node.pos[1] + w.y + 10,
+      ]);
+      const r = app.canvas.canvas.getBoundingClientRect();
+      return [r.left + x, r.top + y] as [number, number];
+    },
+    [nodeId, widget] as const,
+  );
+}
+
+/** Edits a number or text widget as a person does: click it, type the value, Enter. */
+export async function typeIntoWidget(
+  page: Page,
+  nodeId: number,
+  widget: string,
+  value: string,
+): Promise<void> {
+  const [x, y] = await widgetCentre(page, nodeId, widget);
+  await page.mouse.click(x, y);
+  const input = page.locator('.graphdialog input');
+  await input.waitFor({ timeout: 5000 });
+  await input.fill(value);
+  await input.press('Enter');
+  // The edit is recorded on key/pointer up; wait until the widget shows it.
+  await page.waitForFunction(
+    ([id, name, v]) =>
+      String(
+        window.rdflow!.graph.getNodeById(id)!.widgets!.find((x: { name: string }) => x.name === name)!.value,
+      ) === v,
+    [nodeId, widget, value] as const,
+  );
+}
