@@ -416,10 +416,18 @@ async function bodyOutputKeys(
   return keys;
 }
 
+/** What a LoopEnd receives this iteration (links or constants): the next carried values. */
 function loopEndRefs(st: RunState, scope: Scope, id: string): Ref[] {
+  const node = st.graph.get(id)!;
   return Array.from({ length: CARRIED }, (_, k) => {
-    const link = st.graph.get(id)!.links[`value${k + 1}`];
-    return link ? (lookup(scope, link[0])?.[link[1]] ?? undefinedRef) : undefinedRef;
+    const name = `value${k + 1}`;
+    const link = node.links[name];
+    if (link) return lookup(scope, link[0])?.[link[1]] ?? undefinedRef;
+    if (name in node.literals) {
+      const value = node.literals[name];
+      return { kind: 'literal', value, sig: literalSignature(value) };
+    }
+    return undefinedRef;
   });
 }
 

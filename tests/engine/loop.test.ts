@@ -137,6 +137,18 @@ describe('loops', () => {
     expect(t.log.collected.get('4')).toEqual([1000, 1001, 1002]);
   });
 
+  test('carried values may be constants; unlinked carried values are undefined', async () => {
+    t = setupEngine();
+    await t.run({
+      '1': { class_type: 'LoopStart', inputs: { iterations: 3, initial_value1: 'start' } },
+      '2': { class_type: 'TestCollect', inputs: { value: ['1', 2] } },
+      '3': { class_type: 'TestCollect', inputs: { value: ['1', 3] } },
+      '4': { class_type: 'LoopEnd', inputs: { flow: ['1', 0], value1: 'next' } },
+    });
+    expect(t.log.collected.get('2')).toEqual(['start', 'next', 'next']);
+    expect(t.log.collected.get('3')).toEqual([undefined, undefined, undefined]);
+  });
+
   test('nested loops run the inner loop per outer iteration', async () => {
     t = setupEngine();
     const { result } = await t.run({
