@@ -7,6 +7,7 @@ import {
   buildTrainingSet,
   enumerateWalks,
 } from '../../server/runtime/demo/dataset.ts';
+import { clipsForPrompt } from '../../server/runtime/demo/metadata.ts';
 import { bpeWord, buildTokenizerFiles } from '../../server/runtime/demo/tokenizer-files.ts';
 import { WORDS } from '../../server/runtime/demo/vocab.ts';
 
@@ -93,6 +94,22 @@ describe('demo training set', () => {
     if (!a || !b) return;
     expect(frame(b.index, 3)).toEqual(frame(a.index, 0));
     expect(frame(b.index, 3)).not.toEqual(frame(a.index, 1));
+  });
+});
+
+describe('prompt → training clips', () => {
+  const set = buildTrainingSet();
+
+  it('selects the clips showing everything the prompt names', () => {
+    const redBallsRight = clipsForPrompt(set, 'A red ball moving right.');
+    expect(redBallsRight.length).toBeGreaterThan(0);
+    for (const k of redBallsRight) {
+      const c = set.clips[k];
+      expect([c.colour, c.shape, c.motion, c.direction]).toEqual(['red', 'ball', 'sideways', 'rightward']);
+    }
+    const all = set.clips.filter((c) => c.colour === 'blue' && c.shape === 'square').map((c) => c.index);
+    expect(clipsForPrompt(set, 'a blue square')).toEqual(all);
+    expect(clipsForPrompt(set, 'watermark')).toHaveLength(set.clips.length);
   });
 });
 

@@ -21,6 +21,7 @@ import {
   demoEpsReference,
   demoPosterior,
   ensureDemoModel,
+  trainingClipLatent,
   type TrainingClip,
 } from '../../server/runtime/demo/index.ts';
 import { createRuntime, inspectModelFolder, type ModelRuntime } from '../../server/runtime/index.ts';
@@ -40,9 +41,7 @@ function walkFiles(root: string, rel = ''): string[] {
   );
 }
 
-function clipLatent(k: number): Tensor {
-  return { data: set.latents.slice(k * CLIP_ELEMENTS, (k + 1) * CLIP_ELEMENTS), shape: LATENT_SHAPE };
-}
+const clipLatent = (k: number): Tensor => trainingClipLatent(set, k);
 
 /** PSNR in dB of two image tensors in [0, 1]. */
 function psnr(a: Tensor, b: Tensor): number {

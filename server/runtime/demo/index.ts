@@ -17,6 +17,7 @@ import { CONCEPTS, HIDDEN_SIZE, WORDS } from './vocab.ts';
 export { buildTrainingSet, CLIP_ELEMENTS, CLIP_FRAMES, gridCentre } from './dataset.ts';
 export type { TrainingClip, TrainingSet } from './dataset.ts';
 export { demoEpsReference, demoPosterior } from './reference.ts';
+export { clipMatches, clipsForPrompt, promptConcepts, trainingClipLatent } from './metadata.ts';
 export { decodeLatents } from './vae.ts';
 export { WORDS, CONCEPTS, COLOURS, SHAPES, MOTIONS, DIRECTIONS } from './vocab.ts';
 export type { Concept } from './vocab.ts';
