@@ -98,6 +98,12 @@ describe('demo model folder', () => {
     expect(existsSync(abandoned)).toBe(false);
   });
 
+  it('fails with a message naming the folder when it cannot be written', async () => {
+    const blocker = path.join(tmp, 'not-a-folder');
+    writeFileSync(blocker, 'a file where the models folder should be');
+    await expect(ensureDemoModel(blocker)).rejects.toThrow(/^demo model: could not generate .*not-a-folder/);
+  });
+
   it('has a tokenizer the runtime reads as CLIP BPE with one token per vocabulary word', async () => {
     const vocab = JSON.parse(readFileSync(path.join(dir, 'tokenizer/vocab.json'), 'utf8')) as Record<
       string,

@@ -23,7 +23,7 @@ import {
 
 export const CLIP_FRAMES = 8;
 export const GRID_POSITIONS = 8;
-/** Frames after which a walk may turn away from a wall (at most once). */
+/** Frames at which a walk may turn away from the walls (at most once); walls always reflect. */
 const FREE_TURN_FRAMES = [3, 4];
 /** Elements of one clip latent [4, 8, 32, 32]. */
 export const CLIP_ELEMENTS = LATENT_CHANNELS * CLIP_FRAMES * LATENT_SIZE * LATENT_SIZE;
@@ -52,7 +52,12 @@ export interface TrainingSet {
   readonly scalingFactor: number;
 }
 
-/** How strongly each matched prompt concept favours a clip (nats); motion words steer less. */
+/**
+ * How strongly each matched prompt concept favours a clip (nats). Colour and shape dominate any
+ * noise; direction words steer weakly: enough to break the symmetry between a clip and its time
+ * reversal (else FNR's reversed noise alone replays the last clip backwards and DSG has nothing to
+ * do), weak enough that DSG's reference frames win over them.
+ */
 export const PRIOR_WEIGHT = { colour: 40, shape: 40, motion: 20, direction: 5 } as const;
 
 /** Pixel centre of grid position i along a walk's axis. */

@@ -176,7 +176,13 @@ export function ensureDemoModel(modelsDir: string): Promise<string> {
   let p = pending.get(dir);
   if (!p) {
     p = (async () => {
-      if (!(await isCurrent(dir))) await generate(path.resolve(modelsDir), dir);
+      if (await isCurrent(dir)) return dir;
+      try {
+        await generate(path.resolve(modelsDir), dir);
+      } catch (e) {
+        const reason = e instanceof Error ? e.message : String(e);
+        throw new Error(`demo model: could not generate ${dir} (${reason})`, { cause: e });
+      }
       return dir;
     })().finally(() => pending.delete(dir));
     pending.set(dir, p);
