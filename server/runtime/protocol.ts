@@ -27,7 +27,9 @@ export type Request =
   | { id: number; op: 'open'; key: string; file: string; options: WireSessionOptions }
   | { id: number; op: 'run'; key: string; feeds: Record<string, WireTensor>; fetches: readonly string[] }
   | { id: number; op: 'close'; key: string }
-  | { id: number; op: 'release' };
+  | { id: number; op: 'release' }
+  /** Finish the call in progress, fail queued ones, release everything, let the thread end. */
+  | { id: number; op: 'shutdown' };
 
 export interface OpenResult {
   readonly inputs: ValueSpec[];

@@ -115,7 +115,12 @@ export class SessionPool {
    */
   open(file: string, provider: Provider): Promise<OpenSession> {
     const id = `${provider}|${file}`;
-    const st = statSync(file);
+    let st;
+    try {
+      st = statSync(file);
+    } catch {
+      return Promise.reject(new Error(`${file}: missing (the model folder changed since it was loaded)`));
+    }
     const stamp = `${st.mtimeMs}:${st.size}`;
     const entry = this.sessions.get(id);
     if (entry && entry.stamp === stamp) {
@@ -174,7 +179,10 @@ export class SessionPool {
   ): Promise<Record<string, WireTensor>> {
     signal?.throwIfAborted();
     // Re-open after release(): model handles outlive a /free and keep working.
-    const s = await this.open(session.file, session.provider);
+    let s = await this.open(session.file, session.provider);
+    // Released, closed or file changed while that was settling: open what is current now.
+    if (this.sessions.get(`${s.provider}|${s.file}`)?.key !== s.key)
+      s = await this.open(session.file, session.provider);
     signal?.throwIfAborted();
     const res = this.call({ op: 'run', key: s.key, feeds, fetches }, transfer);
     if (!signal) return (await res) as Record<string, WireTensor>;
@@ -193,12 +201,30 @@ export class SessionPool {
     if (this.worker) await this.call({ op: 'release' });
   }
 
-  /** Releases everything and stops the worker thread. */
+  /**
+   * Releases everything and ends the worker thread; resolves when it has ended. Calls still
+   * waiting fail at once; one already running in onnxruntime is let finish first, because
+   * stopping a thread inside a native call (worker.terminate(), or process.exit() with the
+   * worker busy) aborts the whole process. Hosts: await this before process.exit().
+   */
   async close(): Promise<void> {
-    this.sessions.clear();
     const w = this.worker;
+    if (!w) return;
+    this.stopped(w, new Error('runtime closed'));
+    const ended = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+    w.ref(); // keep the process alive until the thread has ended
+    w.postMessage({ id: 0, op: 'shutdown' } satisfies Request);
+    await ended;
+  }
+
+  /** Forgets worker `w` and its sessions; its unanswered calls fail with `err`. */
+  private stopped(w: Worker, err: Error): void {
+    if (this.worker !== w) return;
     this.worker = null;
-    if (w) await w.terminate();
+    this.sessions.clear();
+    const all = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of all) p.reject(err);
   }
 
   private ensureWorker(): Worker {
@@ -212,14 +238,7 @@ export class SessionPool {
       if (this.pending.size === 0) w.unref();
       p.resolve(res);
     });
-    const fail = (err: Error) => {
-      if (this.worker !== w) return;
-      this.worker = null;
-      this.sessions.clear();
-      const all = [...this.pending.values()];
-      this.pending.clear();
-      for (const p of all) p.reject(new Error(`inference worker stopped: ${err.message}`));
-    };
+    const fail = (err: Error) => this.stopped(w, new Error(`inference worker stopped: ${err.message}`));
     w.on('error', fail);
     w.on('exit', (code) => fail(new Error(`exit code ${code}`)));
     this.worker = w;

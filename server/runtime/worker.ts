@@ -6,8 +6,8 @@ import * as ort from 'onnxruntime-node';
 import type { ValueSpec } from './io.ts';
 import type { OpenResult, Request, Response, WireData, WireTensor } from './protocol.ts';
 
+if (!parentPort) throw new Error('server/runtime/worker.ts must run in a worker thread');
 const port = parentPort;
-if (!port) throw new Error('server/runtime/worker.ts must run in a worker thread');
 
 const sessions = new Map<string, ort.InferenceSession>();
 
@@ -81,7 +81,8 @@ async function handle(req: Request): Promise<Response> {
         await s?.release();
         return { id: req.id, ok: true, result: null };
       }
-      case 'release': {
+      case 'release':
+      case 'shutdown': {
         const all = [...sessions.values()];
         sessions.clear();
         await Promise.all(all.map((s) => s.release()));
@@ -95,14 +96,28 @@ async function handle(req: Request): Promise<Response> {
 
 // One request at a time, in order: a close or release never lands while a run is in progress.
 let queue: Promise<void> = Promise.resolve();
+/** Set when shutdown arrives (not when its turn comes): calls queued behind it are not run. */
+let stopping = false;
+
+function reply(req: Request, res: Response): void {
+  const transfer: ArrayBuffer[] = [];
+  if (res.ok && req.op === 'run' && res.result) {
+    for (const t of Object.values(res.result as Record<string, WireTensor>))
+      transfer.push(t.data.buffer as ArrayBuffer);
+  }
+  port.postMessage(res, transfer);
+}
+
 port.on('message', (req: Request) => {
+  if (req.op === 'shutdown') stopping = true;
   queue = queue.then(async () => {
-    const res = await handle(req);
-    const transfer: ArrayBuffer[] = [];
-    if (res.ok && req.op === 'run' && res.result) {
-      for (const t of Object.values(res.result as Record<string, WireTensor>))
-        transfer.push(t.data.buffer as ArrayBuffer);
+    if (req.op === 'shutdown') {
+      await handle({ id: req.id, op: 'release' });
+      // Terminating a thread while onnxruntime runs in it aborts the process; ending it from
+      // inside, between calls, is safe: with the port closed the thread's event loop empties.
+      port.close();
+      return;
     }
-    port.postMessage(res, transfer);
+    reply(req, stopping ? { id: req.id, ok: false, error: 'runtime closed' } : await handle(req));
   });
 });

@@ -203,4 +203,25 @@ describe('worker thread', () => {
       await rt.close();
     }
   });
+  it('close() fails unanswered calls, ends the worker safely, and a later call starts a new one', async () => {
+    const rt = createRuntime();
+    try {
+      const m = await rt.loadModel(slow);
+      const cond = await m.textEncoder.encode('a');
+      const z = torchRandn([1, 4, 8, 16, 16], 1);
+      const queued = [m.unet.predict(z, 1, cond), m.unet.predict(z, 2, cond)];
+      const outcomes = Promise.allSettled(queued);
+      await new Promise((r) => setTimeout(r, 5)); // the first call is running in the worker now
+      await rt.close(); // waits for that call to end inside onnxruntime, then ends the thread
+      for (const o of await outcomes) {
+        expect(o.status).toBe('rejected');
+        expect((o as PromiseRejectedResult).reason).toEqual(new Error('runtime closed'));
+      }
+      expect(rt.stats().sessionsOpen).toBe(0);
+      expect((await m.unet.predict(z, 1, cond)).shape).toEqual(z.shape);
+      expect(rt.stats().sessionsOpen).toBe(1);
+    } finally {
+      await rt.close();
+    }
+  });
 });
