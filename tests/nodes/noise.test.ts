@@ -1,10 +1,14 @@
 // NoiseInit, FNRReverse and PNSNoise against the spec's formulas, computed here element by element.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { fnrReverseNode } from '../../nodes/fnr-reverse.ts';
 import { noiseInitNode } from '../../nodes/noise-init.ts';
 import { pnsNoiseNode } from '../../nodes/pns-noise.ts';
 import type { Tensor } from '../../nodes/lib/tensor-type.ts';
+import { npyToTensor } from '../../nodes/lib/npy.ts';
 import { torchRandn } from '../../nodes/lib/torch-rng.ts';
+import { repoRoot } from '../pipeline/workflow.ts';
 import { makeContext, makePaths } from './context.ts';
 
 const paths = makePaths();
@@ -31,7 +35,31 @@ function forEach5(
       for (let f = 0; f < F; f++) for (let y = 0; y < H; y++) for (let x = 0; x < W; x++) fn(b, c, f, y, x);
 }
 
+const vectors = path.resolve(repoRoot, '..', 'shared', 'vectors');
+
 describe('NoiseInit', () => {
+  // PyTorch's own torch.manual_seed(seed); torch.randn(shape), saved as .npy.
+  for (const [seed, frames, size, batch, file] of [
+    [42, 8, 256, 1, 'randn_seed42_1x4x8x32x32.npy'],
+    [123456789, 16, 64, 2, 'randn_seed123456789_2x4x16x8x8.npy'],
+  ] as const) {
+    it(`seed ${seed}, ${batch}×${frames} frames at ${size}×${size} is PyTorch's noise (${file})`, async () => {
+      const expected = npyToTensor(new Uint8Array(readFileSync(path.join(vectors, file))));
+      const noise = await runOne(noiseInitNode, {
+        seed,
+        frames,
+        width: size,
+        height: size,
+        batch_size: batch,
+      });
+      expect(noise.shape).toEqual(expected.shape);
+      let worst = 0;
+      for (let i = 0; i < noise.data.length; i++)
+        worst = Math.max(worst, Math.abs(noise.data[i] - expected.data[i]));
+      expect(worst).toBeLessThan(1e-5);
+    });
+  }
+
   it('is torch.manual_seed(seed); torch.randn([B, 4, N, h/8, w/8])', async () => {
     const noise = await runOne(noiseInitNode, {
       seed: 1234,
@@ -135,6 +163,24 @@ describe('PNSNoise', () => {
       const i = at(shape, b, c, f, y, x);
       expect(out.data[i]).toBeCloseTo(f < 4 ? reversed.data[i] : eps.data[i], 6);
     });
+  });
+
+  it('seeds ε with seed + clip_index exactly as torch.manual_seed(seed + c) (α = 0, M = 0: ε itself)', async () => {
+    const expected = npyToTensor(
+      new Uint8Array(readFileSync(path.join(vectors, 'randn_seed42_1x4x8x32x32.npy'))),
+    );
+    const previous = torchRandn([1, 4, 8, 32, 32], 1);
+    const out = await runOne(pnsNoiseNode, {
+      noise: previous,
+      alpha: 0,
+      reference_frames: 0,
+      seed: 40,
+      clip_index: 2,
+    });
+    let worst = 0;
+    for (let i = 0; i < out.data.length; i++)
+      worst = Math.max(worst, Math.abs(out.data[i] - expected.data[i]));
+    expect(worst).toBeLessThan(1e-5);
   });
 
   it('draws different fresh noise for different clips', async () => {
