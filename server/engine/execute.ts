@@ -28,11 +28,18 @@ interface Slot {
   executed: boolean;
   pending?: Promise<unknown[]>;
   loopUi?: Map<string, UiOutput>;
+  /** Id of the scope (loop iteration) the slot was made in; an id, so no slot holds a whole scope. */
+  owner: number;
+  /** Consumers in the same iteration that have not run yet; at 0 a body slot lets go of its values. */
+  consumers: number;
+  /** Needed beyond its own consumers (carried to the next iteration, or read by an inner loop). */
+  keep: boolean;
 }
 
 type Ref = { kind: 'literal'; value: unknown; sig: string } | { kind: 'slot'; slot: Slot; index: number };
 
 interface Scope {
+  id: number;
   parent?: Scope;
   /** Node id → the refs of its outputs in this scope. */
   refs: Map<string, Ref[]>;
@@ -48,6 +55,8 @@ interface Scope {
   skipOutputs?: Set<string>;
   /** UI of this loop's output nodes over all iterations (cached under a whole-loop key at the end). */
   loopUi?: Map<string, UiOutput>;
+  /** Nodes whose outputs the LoopEnd of this body carries: kept for the next iteration. */
+  carriedIds?: Set<string>;
 }
 
 export interface ExecuteDeps {
@@ -57,6 +66,8 @@ export interface ExecuteDeps {
   paths: NodePaths;
   memory: MemoryCache;
   spill: SpillCache;
+  /** Loop-body slots holding values right now (the engine's view of what one iteration keeps). */
+  held: Set<object>;
 }
 
 interface RunState extends ExecuteDeps {
@@ -87,6 +98,7 @@ class NodeFailure extends Error {
 }
 
 const CARRIED = 4;
+let nextScopeId = 0;
 const undefinedRef: Ref = { kind: 'literal', value: undefined, sig: literalSignature(undefined) };
 const refSig = (r: Ref): string => (r.kind === 'literal' ? r.sig : `${r.slot.sig}:${r.index}`);
 
@@ -142,7 +154,7 @@ function resolveSlot(st: RunState, slot: Slot): Promise<unknown[]> {
   slot.pending ??= (async () => {
     const hit = slot.inBody ? st.spill.get(slot.sig) : st.memory.get(slot.sig)?.values;
     if (hit) {
-      slot.values = hit;
+      hold(st, slot, hit);
       return hit;
     }
     return executeSlot(st, slot);
@@ -237,9 +249,10 @@ async function executeSlot(st: RunState, slot: Slot): Promise<unknown[]> {
       args,
     );
   }
-  slot.values = values;
+  hold(st, slot, values);
   slot.executed = true;
   st.executed.add(nodeId);
+  releaseInputs(st, slot);
   const ui = result.ui && Object.keys(result.ui).length > 0 ? result.ui : undefined;
   if (ui) {
     mergeUi(st.outputs, nodeId, ui);
@@ -256,6 +269,31 @@ async function executeSlot(st: RunState, slot: Slot): Promise<unknown[]> {
   } else if (def.outputNode) st.outputEntries.push({ sig: slot.sig, entry: { values, ui } });
   else st.memory.set(slot.sig, { values, ui });
   return values;
+}
+
+/**
+ * A body node's inputs that no other node of this iteration still needs let go of their values
+ * (they stay on disk in the spill tier), so one iteration holds only what is still to be read.
+ */
+function hold(st: RunState, slot: Slot, values: unknown[]): void {
+  slot.values = values;
+  if (slot.inBody) st.held.add(slot);
+}
+
+function release(st: RunState, slot: Slot): void {
+  slot.values = undefined;
+  st.held.delete(slot);
+}
+
+function releaseInputs(st: RunState, slot: Slot): void {
+  if (!slot.inputs) return;
+  for (const ref of new Set(Object.values(slot.inputs))) {
+    if (ref.kind !== 'slot') continue;
+    const src = ref.slot;
+    if (!src.inBody || src.owner !== slot.owner || src.consumers <= 0) continue;
+    src.consumers--;
+    if (src.consumers === 0 && !src.keep && !src.pending) release(st, src);
+  }
 }
 
 async function createSlot(st: RunState, scope: Scope, id: string): Promise<Slot> {
@@ -300,7 +338,15 @@ async function createSlot(st: RunState, scope: Scope, id: string): Promise<Slot>
     loop: scope.loop,
     executed: false,
     loopUi: scope.loopUi,
+    owner: scope.id,
+    consumers: 0,
+    keep: scope.carriedIds?.has(id) ?? false,
   };
+  for (const ref of Object.values(inputs)) {
+    if (ref.kind !== 'slot' || !ref.slot.inBody) continue;
+    if (ref.slot.owner === scope.id) ref.slot.consumers++;
+    else ref.slot.keep = true;
+  }
   scope.refs.set(
     id,
     def.outputs.map((_, index) => ({ kind: 'slot', slot, index })),
@@ -390,6 +436,7 @@ async function bodyOutputKeys(
   let carried = initial;
   for (let c = 0; c < iterations && keys.size > 0; c++) {
     const body: Scope = {
+      id: nextScopeId++,
       parent: scope,
       refs: new Map(),
       slots: [],
@@ -457,6 +504,9 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
   }
   let carried: Ref[] = Array.from({ length: CARRIED }, (_, k) => inputRef(`initial_value${k + 1}`));
   let carriedPins: string[] = [];
+  // Slots made during this loop (any of its iterations, inner loops included) have larger scope ids.
+  const firstScopeId = nextScopeId;
+  let carriedSlots: Slot[] = [];
   const flowRef: Ref = {
     kind: 'literal',
     value: { loop: step.start },
@@ -474,12 +524,17 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
     }
   }
   const loopUi = new Map<string, UiOutput>();
+  const endNode = st.graph.get(step.end)!;
+  const carriedIds = new Set(
+    Object.entries(endNode.links).flatMap(([name, [src]]) => (name === 'flow' ? [] : [src])),
+  );
 
   for (let c = 0; c < iterations; c++) {
     st.signal.throwIfAborted();
     const loop: LoopPosition = { iteration: c, iterations };
     st.emit({ type: 'loop_iteration', promptId: st.promptId, node: step.start, iteration: c, iterations });
     const body: Scope = {
+      id: nextScopeId++,
       parent: scope,
       refs: new Map(),
       slots: [],
@@ -489,6 +544,7 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
       pins: [],
       skipOutputs,
       loopUi,
+      carriedIds,
     };
     const indexRef: Ref = { kind: 'literal', value: c, sig: literalSignature(c) };
     body.refs.set(step.start, [flowRef, indexRef, ...carried]);
@@ -513,7 +569,13 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
     for (const sig of body.pins) st.spill.unpin(sig);
     carriedPins = nextPins;
     carried = next;
-    const cached = body.slots.filter((s) => !s.executed).map((s) => s.nodeId);
+    // Everything else this iteration (and the values it was carried) is let go now.
+    const nextSlots = new Set(
+      next.flatMap((r) => (r.kind === 'slot' && r.slot.owner >= firstScopeId ? [r.slot] : [])),
+    );
+    for (const s of [...body.slots, ...carriedSlots]) if (!nextSlots.has(s)) release(st, s);
+    carriedSlots = [...nextSlots];
+    const cached = body.slots.filter((s) => !s.executed && s.owner === body.id).map((s) => s.nodeId);
     if (cached.length > 0) {
       st.emit({ type: 'execution_cached', promptId: st.promptId, nodes: cached, timestamp: Date.now() });
     }
@@ -522,6 +584,8 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
     if (!skipOutputs.has(id)) st.outputEntries.push({ sig: key, entry: { values: [], ui: loopUi.get(id) } });
   }
   scope.pins.push(...carriedPins);
+  // The loop's results now belong to the enclosing scope, and are let go with it.
+  scope.slots.push(...carriedSlots);
   st.executed.add(step.start);
   st.executed.add(step.end);
   scope.refs.set(step.end, carried);
@@ -560,7 +624,7 @@ export async function executePlan(deps: ExecuteDeps, opts: ExecuteOptions): Prom
     runEnd: [],
     outputEntries: [],
   };
-  const top: Scope = { refs: new Map(), slots: [], inBody: false, pins: [] };
+  const top: Scope = { id: nextScopeId++, refs: new Map(), slots: [], inBody: false, pins: [] };
   st.emit({ type: 'execution_start', promptId: st.promptId, timestamp: Date.now() });
 
   let failure:
@@ -579,6 +643,8 @@ export async function executePlan(deps: ExecuteDeps, opts: ExecuteOptions): Prom
           };
   } finally {
     for (const sig of top.pins) st.spill.unpin(sig);
+    for (const slot of st.held) (slot as Slot).values = undefined;
+    st.held.clear();
   }
   const interrupted =
     failure !== undefined && (st.signal.aborted || errorType(failure.error) === 'AbortError');

@@ -21,6 +21,8 @@ export type { CacheStats } from './cache.ts';
 export interface EngineExtras {
   /** Bytes and entries held by the memory cache and the disk spill tier. */
   cacheStats(): CacheStats;
+  /** Loop-body node outputs held in memory right now (while a loop runs; 0 between runs). */
+  heldBodyValues(): number;
   /** Node types by class name. */
   getNode(classType: string): AnyNodeDef | undefined;
   /** Drops caches and deletes the spill folder; the engine stays usable. */
@@ -38,6 +40,7 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
   const env = { paths: opts.paths };
   const memory = createMemoryCache(opts.cacheBytes ?? DEFAULT_CACHE_BYTES);
   const spill = createSpillCache(opts.paths.temp, opts.spillBytes ?? DEFAULT_SPILL_BYTES);
+  const held = new Set<object>();
   // Runs are serialized: caches and node state belong to one run at a time.
   let queue: Promise<unknown> = Promise.resolve();
   const cleanup = () => spill.clear();
@@ -54,7 +57,15 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
           if (!validated.result.ok) return { status: 'invalid', validation: validated.result };
           fs.mkdirSync(opts.paths.temp, { recursive: true });
           return await executePlan(
-            { graph: validated.graph!, plan: validated.plan!, registry, paths: opts.paths, memory, spill },
+            {
+              graph: validated.graph!,
+              plan: validated.plan!,
+              registry,
+              paths: opts.paths,
+              memory,
+              spill,
+              held,
+            },
             {
               promptId: options.promptId,
               signal: options.signal ?? new AbortController().signal,
@@ -92,6 +103,7 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
       const s = spill.stats();
       return { memoryBytes: m.bytes, memoryEntries: m.entries, spillBytes: s.bytes, spillEntries: s.entries };
     },
+    heldBodyValues: () => held.size,
     getNode: (classType) => registry.get(classType),
     close() {
       memory.clear();

@@ -244,4 +244,37 @@ describe('loop memory', () => {
     // Without release, iteration c would see c live buffers; here only the carried one and the current one.
     expect(Math.max(...live.slice(2))).toBeLessThanOrEqual(3);
   });
+
+  test('within an iteration, a value is let go once the nodes that read it have run', async () => {
+    t = setupEngine();
+    const held: number[] = [];
+    const atLoopStart: number[] = [];
+    const result = await t.engine.run(
+      {
+        '1': { class_type: 'LoopStart', inputs: { iterations: 3 } },
+        '2': { class_type: 'TestBuffer', inputs: { value: ['1', 1], size: 1000 } },
+        '3': { class_type: 'TestBufferSum', inputs: { buffer: ['2', 0] } },
+        '4': { class_type: 'TestBuffer', inputs: { value: ['3', 0], size: 1000 } },
+        '5': { class_type: 'TestBufferSum', inputs: { buffer: ['4', 0] } },
+        '6': { class_type: 'TestSlow', inputs: { value: ['5', 0], steps: 1, delay_ms: 0 } },
+        '7': { class_type: 'TestCollect', inputs: { value: ['6', 0] } },
+        '8': { class_type: 'TestBuffer', inputs: { value: ['1', 1], size: 10 } },
+        '9': { class_type: 'LoopEnd', inputs: { flow: ['1', 0], value1: ['8', 0] } },
+      },
+      {
+        promptId: 'release',
+        onEvent: (e) => {
+          if (e.type === 'loop_iteration') atLoopStart.push(t.engine.heldBodyValues());
+          if (e.type === 'progress' && e.node === '6') held.push(t.engine.heldBodyValues());
+        },
+      },
+    );
+    expect(result.status).toBe('success');
+    // While node 6 runs, node 5's output (its input) is held, plus from iteration 1 on the value
+    // carried in from the previous iteration; 2, 3 and 4 were read already.
+    expect(held).toEqual([1, 2, 2]);
+    // Between iterations, only the carried value (node 8's buffer) is held.
+    expect(atLoopStart).toEqual([0, 1, 1]);
+    expect(t.engine.heldBodyValues()).toBe(0);
+  });
 });

@@ -14,7 +14,10 @@ export interface TestLog {
   collected: Map<string, unknown[]>;
   /** Loop position seen by TestCollect nodes inside loops. */
   positions: Map<string, { iteration: number; iterations: number }[]>;
-  /** TestBuffer allocations not yet garbage-collected (needs --expose-gc to observe). */
+  /**
+   * TestBuffer allocations not yet finalized: call gc(), then let a few timer ticks pass for the
+   * finalization callbacks (see tests/engine/fixtures/release-probe.ts).
+   */
   liveBuffers: () => number;
   count(nodeId: string): number;
   reset(): void;
