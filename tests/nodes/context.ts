@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type {
   LoopPosition,
   NodePaths,
@@ -10,6 +11,9 @@ import type {
   RunOutcome,
   UiOutput,
 } from '../../server/engine/define.ts';
+
+/** The repository root (the shared spec vectors lie beside it, in ../shared/vectors). */
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 export interface RecordingContext {
   ctx: RunContext;

@@ -8,8 +8,7 @@ import { pnsNoiseNode } from '../../nodes/pns-noise.ts';
 import type { Tensor } from '../../nodes/lib/tensor-type.ts';
 import { npyToTensor } from '../../nodes/lib/npy.ts';
 import { torchRandn } from '../../nodes/lib/torch-rng.ts';
-import { repoRoot } from '../pipeline/workflow.ts';
-import { makeContext, makePaths } from './context.ts';
+import { makeContext, makePaths, repoRoot } from './context.ts';
 
 const paths = makePaths();
 const ctx = () => makeContext(paths).ctx;

@@ -2,17 +2,17 @@
 // very graph that ships, only smaller (model, size, steps, clips).
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { applySets } from '../../server/cli.ts';
 import type { ApiPrompt } from '../../server/engine/types.ts';
+import { repoRoot } from '../nodes/context.ts';
 
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+export { repoRoot };
 
 export function readWorkflow(name: string): ApiPrompt {
   return JSON.parse(readFileSync(path.join(repoRoot, 'workflows', name), 'utf8')) as ApiPrompt;
 }
 
-/** The id of the one node of `classType` (all of them with `all`). */
+/** The ids of the nodes of `classType` (at least one). */
 export function idsOf(prompt: ApiPrompt, classType: string): string[] {
   const ids = Object.keys(prompt).filter((id) => prompt[id].class_type === classType);
   if (ids.length === 0) throw new Error(`workflow has no ${classType} node`);
