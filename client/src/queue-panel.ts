@@ -98,6 +98,9 @@ export class QueuePanel {
         if (clip !== undefined) parts.push(clip);
         break;
       }
+      case 'queued':
+        parts.push('queued');
+        break;
       case 'invalid':
         parts.push(`not queued: errors on ${Object.keys(state.nodeErrors).length} node(s)`);
         break;

@@ -21,7 +21,7 @@ export interface Failure {
   message: string;
 }
 
-export type RunPhase = 'idle' | 'invalid' | 'running' | 'success' | 'error' | 'interrupted';
+export type RunPhase = 'idle' | 'invalid' | 'queued' | 'running' | 'success' | 'error' | 'interrupted';
 
 export class RunState {
   phase: RunPhase = 'idle';
@@ -37,8 +37,11 @@ export class RunState {
 
   /** A prompt was accepted: forget the previous run's marks. */
   begin(promptId: string): void {
-    this.promptId = promptId;
     this.nodeErrors = {};
+    // A prompt queued behind a running one does not change what the panel shows for that one.
+    if (this.phase === 'running') return;
+    this.promptId = promptId;
+    this.phase = 'queued';
     this.failure = undefined;
   }
 
@@ -78,7 +81,7 @@ export class RunState {
         const node = msg.data.node;
         if (node === null) {
           // The prompt is over (success, error or interrupt all end with this).
-          if (this.phase === 'running') this.phase = 'success';
+          if (this.phase === 'running' || this.phase === 'queued') this.phase = 'success';
           this.executing = undefined;
           this.progress = undefined;
           return true;

@@ -257,13 +257,134 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
     expect(linked).not.toBeNull();
   });
 
+  it('lists running and pending prompts, cancels the pending one and stops the running one', async () => {
+    const { page } = editor;
+    // Long enough to act while it runs (~30 ms a step with the demo model).
+    await page.evaluate((id) => {
+      const node = window.rdflow!.graph.getNodeById(id)!;
+      node.widgets!.find((w: { name: string }) => w.name === 'steps')!.value = 500;
+    }, SAMPLER);
+    await page.click('#queue-button');
+    await page.waitForFunction(
+      (id) =>
+        window.rdflow!.state.executing === String(id) && (window.rdflow!.state.progress?.value ?? 0) > 0,
+      SAMPLER,
+      { timeout: 30_000 },
+    );
+    // The running node is outlined in green on the canvas.
+    const pixel = await page.evaluate((id) => {
+      const app = window.rdflow!;
+      const node = app.graph.getNodeById(id)!;
+      app.canvas.draw(true, true);
+      const [x, y] = app.canvas.ds.convertOffsetToCanvas([node.pos[0] - 5, node.pos[1] + node.size[1] / 2]);
+      const dpr = window.devicePixelRatio || 1;
+      return Array.from(
+        app.canvas.canvas.getContext('2d')!.getImageData(Math.round(x * dpr), Math.round(y * dpr), 1, 1).data,
+      );
+    }, SAMPLER);
+    expect(pixel[1]).toBeGreaterThan(180);
+    expect(pixel[0]).toBeLessThan(120);
+
+    await page.click('#queue-button');
+    const pending = page.locator('#queue-pending .queue-item');
+    await pending.waitFor({ timeout: 10_000 });
+    const running = page.locator('#queue-running .queue-item');
+    await running.waitFor();
+    const pendingId = await pending.getAttribute('data-prompt-id');
+    await pending.locator('button').click();
+    await page.locator('#queue-pending .queue-empty').waitFor();
+    const queue = (await (await fetch(`${server.url}/queue`)).json()) as { queue_pending: unknown[][] };
+    expect(queue.queue_pending.map((item) => item[1])).not.toContain(pendingId);
+
+    await running.locator('button').click();
+    await page.waitForFunction(() => window.rdflow!.state.phase === 'interrupted', null, { timeout: 30_000 });
+    await expect.poll(() => page.locator('#run-status').innerText()).toMatch(/interrupted/);
+    await page.locator('#queue-running .queue-empty').waitFor();
+  });
+
+  it('names the node that failed while running and keeps the graph as it was', async () => {
+    const { page } = editor;
+    // Fewer noise frames than the sampler's reference frames: only the run can find that out.
+    await page.evaluate(
+      ([noise, sampler]) => {
+        const app = window.rdflow!;
+        const set = (id: number, name: string, v: number) => {
+          app.graph.getNodeById(id)!.widgets!.find((w: { name: string }) => w.name === name)!.value = v;
+        };
+        set(sampler, 'steps', 3);
+        set(noise, 'frames', 2);
+        app.commit();
+      },
+      [NOISE, SAMPLER] as const,
+    );
+    const before = await page.evaluate(() => JSON.stringify(window.rdflow!.serialize().nodes));
+    await page.click('#queue-button');
+    await page.waitForFunction(() => window.rdflow!.state.phase === 'error', null, { timeout: 30_000 });
+    const failure = page.locator('#run-failure');
+    await expect.poll(() => failure.innerText()).toMatch(new RegExp(`#${SAMPLER} .*DDIM`));
+    expect(await failure.innerText()).toMatch(/reference_frames/);
+    expect(await page.evaluate(() => JSON.stringify(window.rdflow!.serialize().nodes))).toBe(before);
+    // Put the frames back for what follows.
+    await page.evaluate(
+      ([id, n]) => {
+        const app = window.rdflow!;
+        app.graph.getNodeById(id)!.widgets!.find((w: { name: string }) => w.name === 'frames')!.value = n;
+        app.commit();
+      },
+      [NOISE, frames] as const,
+    );
+  });
+
+  it('saves the graph, exports the prompt, and opens workflow files from disk and by dropping them', async () => {
+    const { page } = editor;
+    const [save] = await Promise.all([page.waitForEvent('download'), page.click('#save-button')]);
+    const saved = JSON.parse(fs.readFileSync(await save.path(), 'utf8')) as CanvasFile & { links: unknown[] };
+    const ids = await page.evaluate(() => window.rdflow!.graph.nodes.map((n: NodeLike) => Number(n.id)));
+    expect(saved.nodes.map((n) => n.id).sort()).toEqual(ids.sort());
+    expect(saved.links.length).toBeGreaterThan(0);
+
+    const [exported] = await Promise.all([page.waitForEvent('download'), page.click('#export-api-button')]);
+    const api = JSON.parse(fs.readFileSync(await exported.path(), 'utf8')) as ApiPrompt;
+    expect(api).toEqual(await page.evaluate(() => window.rdflow!.toPrompt()));
+
+    // An API-format file, opened with the file picker: laid out on the canvas, links and values kept.
+    const singleClip = path.join(repoRoot, 'workflows', 'single-clip.json');
+    await page.locator('#toolbar input[type=file]').setInputFiles(singleClip);
+    const expected = JSON.parse(fs.readFileSync(singleClip, 'utf8')) as ApiPrompt;
+    await expect
+      .poll(() => page.evaluate(() => window.rdflow!.toPrompt()))
+      .toEqual(
+        Object.fromEntries(
+          Object.entries(expected).map(([id, n]) => [
+            id,
+            { ...n, _meta: { title: n._meta?.title ?? expect.any(String) } },
+          ]),
+        ),
+      );
+
+    // The default workflow, dropped on the canvas.
+    const text = fs.readFileSync(path.join(repoRoot, 'workflows', 'vidrd-long-video.canvas.json'), 'utf8');
+    await page.evaluate((content) => {
+      const data = new DataTransfer();
+      data.items.add(new File([content], 'vidrd-long-video.canvas.json', { type: 'application/json' }));
+      document
+        .getElementById('workspace')!
+        .dispatchEvent(new DragEvent('drop', { dataTransfer: data, bubbles: true }));
+    }, text);
+    await expect
+      .poll(() => page.evaluate(() => window.rdflow!.graph.nodes.length))
+      .toBe(workflow.nodes.length);
+    expect(editor.errors).toEqual([]);
+  });
+
   it('adds a node from the search box opened by double-clicking the canvas', async () => {
     const { page } = editor;
     const count = await page.evaluate(() => window.rdflow!.graph.nodes.length);
     const box = (await page.locator('#graph-canvas').boundingBox())!;
-    // An empty spot: fit the view, then pick the top-left corner of the canvas.
+    // An empty spot: the graph panned far to the bottom right.
     await page.evaluate(() => window.rdflow!.canvas.ds.offset.splice(0, 2, 2000, 2000));
-    await page.mouse.dblclick(box.x + 30, box.y + 30);
+    await page.mouse.move(box.x + 240, box.y + 160);
+    await page.mouse.dblclick(box.x + 240, box.y + 160);
     const search = page.locator('.litesearchbox input');
     await search.waitFor({ timeout: 5000 });
     await search.fill('VAE Decode');
