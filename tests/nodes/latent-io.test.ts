@@ -1,9 +1,10 @@
 // SaveLatent writes a float32 .npy that NumPy loads with the latent's shape and values; LoadLatent
 // reads files from the input folder only.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync } from 'node:fs';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { writeNpy } from '../../nodes/lib/npy.ts';
 import type { Tensor } from '../../nodes/lib/tensor-type.ts';
 import { torchRandn } from '../../nodes/lib/torch-rng.ts';
 import { loadLatentNode } from '../../nodes/load-latent.ts';
@@ -70,6 +71,15 @@ describe('LoadLatent', () => {
     const back = res.outputs[0] as Tensor;
     expect(back.shape).toEqual(latent.shape);
     expect(Array.from(back.data)).toEqual(Array.from(latent.data));
+  });
+
+  it('fingerprints the file by size and mtime, so a replaced file is read again', async () => {
+    const file = path.join(paths.input, 'fp.npy');
+    writeFileSync(file, writeNpy(torchRandn([1, 4, 1, 2, 2], 1)));
+    const before = await loadLatentNode.fingerprint?.({ file: 'fp.npy' }, { paths });
+    expect(await loadLatentNode.fingerprint?.({ file: 'fp.npy' }, { paths })).toBe(before);
+    writeFileSync(file, writeNpy(torchRandn([1, 4, 2, 2, 2], 1)));
+    expect(await loadLatentNode.fingerprint?.({ file: 'fp.npy' }, { paths })).not.toBe(before);
   });
 
   it('refuses a path outside the input folder', async () => {
