@@ -110,12 +110,25 @@ function lookup(scope: Scope, id: string): Ref[] | undefined {
   return undefined;
 }
 
+/** JSON of the items already in each merged UI list, so long loops merge in linear time. */
+const mergedItems = new WeakMap<unknown[], Set<string>>();
+
+/** Adds a node's UI output to the run's outputs: lists concatenated, repeated items once. */
 function mergeUi(into: Record<string, UiOutput>, nodeId: string, ui: UiOutput): void {
   const target = (into[nodeId] ??= {});
   for (const [key, items] of Object.entries(ui)) {
     const list = (target[key] ??= []);
-    const seen = new Set(list.map((x) => JSON.stringify(x)));
-    for (const item of items) if (!seen.has(JSON.stringify(item))) list.push(item);
+    let seen = mergedItems.get(list);
+    if (!seen) {
+      seen = new Set(list.map((x) => JSON.stringify(x)));
+      mergedItems.set(list, seen);
+    }
+    for (const item of items) {
+      const json = JSON.stringify(item);
+      if (seen.has(json)) continue;
+      seen.add(json);
+      list.push(item);
+    }
   }
 }
 
