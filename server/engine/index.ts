@@ -1,4 +1,17 @@
 // The engine: validate, plan and run prompts over a set of node types, with caches kept between runs.
+//
+// What hosts and node authors can rely on:
+// - Only what output nodes need runs, each node once (per loop iteration), dependencies first.
+// - A node's outputs are cached under a signature of (class, literal inputs, upstream signatures,
+//   fingerprint()); an unchanged node is not run again while its entry is cached. Outputs of
+//   nodes outside loops live in memory (LRU by bytes, `cacheBytes`); outputs of loop-body nodes go
+//   to a disk tier (v8-serialized under paths.temp, LRU by bytes, `spillBytes`): values that do
+//   not serialize faithfully (class instances, functions) are simply not cached there.
+// - In a loop body, signatures chain through the iteration index and the carried values'
+//   signatures, so a re-run knows what is unchanged without loading anything. Output nodes in a
+//   body run every iteration (streaming); they are skipped only when their whole loop is unchanged.
+// - Output nodes' results are cached only when the run succeeds (their files are finished by
+//   onRunEnd callbacks).
 import fs from 'node:fs';
 import type { AnyNodeDef } from './define.ts';
 import {
