@@ -2,7 +2,7 @@
 // inside one root folder (never outside it), and a change fingerprint from file sizes and mtimes.
 import { createHash } from 'node:crypto';
 import { readdirSync } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
@@ -20,6 +20,18 @@ export function resolveInside(root: string, name: string): string {
   return resolved;
 }
 
+/**
+ * `resolveInside` for a file that must exist, also checked after following symlinks: a link in the
+ * folder must not lead out of it.
+ */
+export async function resolveExistingInside(root: string, name: string): Promise<string> {
+  const file = resolveInside(root, name);
+  const [realRoot, realFile] = await Promise.all([realpath(root), realpath(file)]);
+  const rel = path.relative(realRoot, realFile);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) throw new Error(`"${name}" links outside ${root}`);
+  return file;
+}
+
 /** Every regular file under `dir` (relative paths with `/`), sorted; [] when `dir` is missing. */
 export async function listFilesRecursive(dir: string): Promise<string[]> {
   const out: string[] = [];
@@ -33,11 +45,19 @@ export async function listFilesRecursive(dir: string): Promise<string[]> {
     for (const e of entries) {
       const child = rel === '' ? e.name : `${rel}/${e.name}`;
       if (e.isDirectory()) await walk(child);
-      else if (e.isFile()) out.push(child);
+      else if (e.isFile() || (e.isSymbolicLink() && (await isFile(path.join(dir, child))))) out.push(child);
     }
   }
   await walk('');
   return out.sort();
+}
+
+async function isFile(p: string): Promise<boolean> {
+  try {
+    return (await stat(p)).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /** Synchronous listing of files ending in `ext` under `dir` (COMBO option lists are synchronous). */
@@ -52,8 +72,9 @@ export function listFilesWithExt(dir: string, ext: string): string[] {
     }
     for (const e of entries) {
       const child = rel === '' ? e.name : `${rel}/${e.name}`;
-      if (e.isDirectory() && !e.name.startsWith('.')) walk(child);
-      else if (e.isFile() && e.name.toLowerCase().endsWith(ext)) out.push(child);
+      if (e.name.startsWith('.')) continue;
+      if (e.isDirectory()) walk(child);
+      else if (!e.isDirectory() && e.name.toLowerCase().endsWith(ext)) out.push(child);
     }
   }
   walk('');

@@ -1,7 +1,7 @@
 // LoadLatent: a .npy file from the input folder (and only from there) → LATENT [B,C,F,h,w] float32.
 import { readFile } from 'node:fs/promises';
 import { defineNode, input, output } from '../server/engine/define.ts';
-import { filesFingerprint, listFilesWithExt, resolveInside } from './files.ts';
+import { filesFingerprint, listFilesWithExt, resolveExistingInside, resolveInside } from './files.ts';
 import { npyToTensor } from './lib/npy.ts';
 import type { Tensor } from './lib/tensor-type.ts';
 
@@ -37,7 +37,7 @@ export const loadLatentNode = defineNode({
     }
   },
   async run({ file }, ctx) {
-    const bytes = await readFile(resolveInside(ctx.paths.input, file));
+    const bytes = await readFile(await resolveExistingInside(ctx.paths.input, file));
     let latent: Tensor;
     try {
       latent = npyToTensor(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));

@@ -1,7 +1,7 @@
 // SaveLatent writes a float32 .npy that NumPy loads with the latent's shape and values; LoadLatent
 // reads files from the input folder only.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeNpy } from '../../nodes/lib/npy.ts';
@@ -86,5 +86,12 @@ describe('LoadLatent', () => {
     const issues = await loadLatentNode.validate?.({ file: '../output/x.npy' }, { paths });
     expect(issues).toEqual([{ input: 'file', message: expect.stringContaining('..') }]);
     await expect(loadLatentNode.run({ file: '../x.npy' }, makeContext(paths).ctx)).rejects.toThrow(/\.\./);
+    // A link inside the input folder must not lead out of it either.
+    const outside = path.join(paths.root, 'secret.npy');
+    writeFileSync(outside, writeNpy(torchRandn([1, 4, 1, 2, 2], 3)));
+    symlinkSync(outside, path.join(paths.input, 'link.npy'));
+    await expect(loadLatentNode.run({ file: 'link.npy' }, makeContext(paths).ctx)).rejects.toThrow(
+      /links outside/,
+    );
   });
 });
