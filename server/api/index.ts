@@ -260,6 +260,12 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
               data: { status: { exec_info: { queue_remaining: n } }, sid: clientId },
             }),
           );
+          // A client that reconnects mid-run learns where its prompt is (as ComfyUI does).
+          const run = runner.running();
+          if (run?.node !== undefined && run.clientId === clientId) {
+            const data = { node: run.node, display_node: run.node, prompt_id: run.promptId };
+            ws.send(JSON.stringify({ type: 'executing', data }));
+          }
         })
         .catch(() => undefined);
     });

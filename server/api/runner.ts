@@ -32,6 +32,8 @@ export interface Runner {
   /** Interrupts the running prompt (only if it is `promptId`, when given). True if one was. */
   interrupt(promptId?: string): boolean;
   runningId(): string | undefined;
+  /** The running prompt's client and the node it executes now (for a client that reconnects). */
+  running(): { promptId: string; clientId: string | null; node?: string } | undefined;
   /** Runs `task` when no prompt is running (now, or right after the current one). */
   whenIdle(task: () => Promise<void> | void): Promise<void>;
   /** Interrupts the running prompt, waits for its history, stops taking prompts. */
@@ -57,7 +59,7 @@ function outputMeta(outputs: Record<string, UiOutput>): HistoryEntry['meta'] {
 
 export function createRunner(deps: RunnerDeps): Runner {
   const { engine, queue, history, hub } = deps;
-  let current: { item: QueueItem; controller: AbortController } | undefined;
+  let current: { item: QueueItem; controller: AbortController; node?: string } | undefined;
   let stopped = false;
   let wakeUp: (() => void) | undefined;
   let woken = false;
@@ -116,6 +118,7 @@ export function createRunner(deps: RunnerDeps): Runner {
         promptId,
         signal,
         onEvent(e) {
+          if (e.type === 'executing' && current) current.node = e.node;
           const w = toWire(e);
           if (w.kind === 'preview') hub.sendBinary(previewFrame(w.format, w.data), clientId);
           else send(w.type, w.data, w.toAll, w.droppable);
@@ -178,6 +181,13 @@ export function createRunner(deps: RunnerDeps): Runner {
         current_inputs: {},
         current_outputs: {},
       });
+    }
+    if (stopped && result.status === 'interrupted') {
+      // A graceful stop (close(), SIGINT/SIGTERM) puts the prompt back first in line, to run
+      // again after the restart; only a crash marks a running prompt failed.
+      await queue.enqueue({ ...item, number: item.number });
+      await queue.complete(promptId);
+      return;
     }
     const success = result.status === 'success';
     try {
@@ -244,6 +254,11 @@ export function createRunner(deps: RunnerDeps): Runner {
     },
     runningId() {
       return current?.item.promptId;
+    },
+    running() {
+      return (
+        current && { promptId: current.item.promptId, clientId: clientIdOf(current.item), node: current.node }
+      );
     },
     whenIdle(task) {
       return new Promise<void>((resolve) => {

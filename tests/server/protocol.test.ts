@@ -266,6 +266,21 @@ describe('interrupt', () => {
     other.close();
   });
 
+  it('tells a client that reconnects mid-run which node its prompt executes', async () => {
+    const ws = await connect(server.url, 'reconnect');
+    const { prompt_id } = await queuePrompt(slowPrompt(302, { steps: 500, delayMs: 10, prefix: 'rc' }), {
+      client_id: 'reconnect',
+    });
+    await ws.waitFor((m) => m.type === 'progress' && m.data.prompt_id === prompt_id);
+    ws.close();
+    const again = await connect(server.url, 'reconnect');
+    const executing = await again.waitFor((m) => m.type === 'executing');
+    expect(executing.data).toEqual({ node: '2', display_node: '2', prompt_id });
+    await request(`${server.url}/interrupt`, { body: { prompt_id } });
+    await again.waitFor(isDone(prompt_id));
+    again.close();
+  });
+
   it('POST /interrupt without a body interrupts whatever runs', async () => {
     const ws = await connect(server.url, 'int2');
     const { prompt_id } = await queuePrompt(slowPrompt(301, { steps: 500, delayMs: 10, prefix: 'int2' }), {
@@ -320,7 +335,7 @@ describe('errors and previews', () => {
     const ws = await connect(server.url, 'prev');
     const prompt = {
       '1': { class_type: 'TestInt', inputs: { value: 5 } },
-      '2': { class_type: 'TestPreview', inputs: { value: ['1', 0], count: 3, bytes: 100, delay_ms: 0 } },
+      '2': { class_type: 'TestPreviews', inputs: { value: ['1', 0], count: 3, bytes: 100, delay_ms: 0 } },
     };
     const { prompt_id } = await queuePrompt(prompt, { client_id: 'prev' });
     await ws.waitFor(isDone(prompt_id));

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CRASHED_MESSAGE } from '../../server/api/index.ts';
-import { request, slowPrompt, until } from './helpers.ts';
+import { connect, request, slowPrompt, startTestServer, until } from './helpers.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 const children: ChildProcess[] = [];
@@ -86,4 +86,34 @@ describe('kill -9 mid-queue', () => {
     expect((next.body as { number: number }).number).toBeGreaterThanOrEqual(6);
     second.child.kill('SIGTERM');
   }, 60_000);
+});
+
+describe('a graceful stop', () => {
+  it('puts the running prompt back first in line; it runs after the restart', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-graceful-'));
+    const first = await startTestServer({ root });
+    const ws = await connect(first.url, 'g');
+    const a = await request(`${first.url}/prompt`, {
+      body: { prompt: slowPrompt(1, { steps: 200, delayMs: 10, prefix: 'g1' }), client_id: 'g' },
+    });
+    const b = await request(`${first.url}/prompt`, { body: { prompt: slowPrompt(2, { prefix: 'g2' }) } });
+    const idA = (a.body as { prompt_id: string }).prompt_id;
+    const idB = (b.body as { prompt_id: string }).prompt_id;
+    await ws.waitFor((m) => m.type === 'progress' && m.data.prompt_id === idA);
+    await first.close();
+    expect(fs.existsSync(path.join(root, 'output', 'g1.txt'))).toBe(false);
+
+    const second = await startTestServer({ root });
+    try {
+      const h = await until(async () => {
+        const all = (await request(`${second.url}/history`)).body as History;
+        return all[idA] && all[idB] ? all : undefined;
+      });
+      expect(h[idA].status.status_str).toBe('success');
+      expect(Object.keys(h)).toEqual([idA, idB]);
+      expect(fs.readFileSync(path.join(root, 'output', 'g1.txt'), 'utf8').trim()).toBe('1');
+    } finally {
+      await second.close();
+    }
+  });
 });

@@ -50,7 +50,7 @@ describe('a client that stops reading', () => {
     const bytes = 512 * 1024;
     const prompt = {
       '1': { class_type: 'TestInt', inputs: { value: 1 } },
-      '2': { class_type: 'TestPreview', inputs: { value: ['1', 0], count, bytes, delay_ms: 2 } },
+      '2': { class_type: 'TestPreviews', inputs: { value: ['1', 0], count, bytes, delay_ms: 2 } },
     };
     // No client_id: every socket gets every event and preview (ComfyUI broadcasts those).
     const res = await request(`${server.url}/prompt`, { body: { prompt } });
