@@ -318,7 +318,8 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
       [NOISE, SAMPLER] as const,
     );
     const before = await page.evaluate(() => JSON.stringify(window.rdflow!.serialize().nodes));
-    await page.click('#queue-button');
+    await page.locator('#graph-canvas').focus();
+    await page.keyboard.press('Control+Enter');
     await page.waitForFunction(() => window.rdflow!.state.phase === 'error', null, { timeout: 30_000 });
     const failure = page.locator('#run-failure');
     await expect.poll(() => failure.innerText()).toMatch(new RegExp(`#${SAMPLER} .*DDIM`));

@@ -18,10 +18,26 @@ export function chromiumProblem(): string | undefined {
   return fs.existsSync(CHROMIUM) ? undefined : `no chromium at ${CHROMIUM} (apt-get install chromium)`;
 }
 
-/** Builds dist/client unless it is there (CI builds it with `npm run build:client` first). */
+/** Newest modification time of the files the build reads (client/ and the shipped workflows). */
+function newestSource(): number {
+  let newest = 0;
+  const walk = (dir: string): void => {
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(p);
+      else newest = Math.max(newest, fs.statSync(p).mtimeMs);
+    }
+  };
+  walk(path.join(repoRoot, 'client'));
+  walk(path.join(repoRoot, 'workflows'));
+  return newest;
+}
+
+/** Builds dist/client when it is missing or older than its sources (CI builds it first). */
 export function ensureClientBuilt(): string {
   const dir = path.join(repoRoot, 'dist', 'client');
-  if (!fs.existsSync(path.join(dir, 'index.html'))) {
+  const index = path.join(dir, 'index.html');
+  if (!fs.existsSync(index) || fs.statSync(index).mtimeMs < newestSource()) {
     const vite = path.join(repoRoot, 'node_modules', 'vite', 'bin', 'vite.js');
     execFileSync(
       process.execPath,
