@@ -25,8 +25,9 @@ export const CLIP_FRAMES = 8;
 export const GRID_POSITIONS = 8;
 /** Frames at which a walk may turn away from the walls (at most once); walls always reflect. */
 const FREE_TURN_FRAMES = [3, 4];
-/** Elements of one clip latent [4, 8, 32, 32]. */
-export const CLIP_ELEMENTS = LATENT_CHANNELS * CLIP_FRAMES * LATENT_SIZE * LATENT_SIZE;
+/** Elements of one frame latent [4, 32, 32] and of one clip latent [4, 8, 32, 32]. */
+export const FRAME_ELEMENTS = LATENT_CHANNELS * LATENT_SIZE * LATENT_SIZE;
+export const CLIP_ELEMENTS = FRAME_ELEMENTS * CLIP_FRAMES;
 
 export interface TrainingClip {
   readonly index: number;
@@ -41,11 +42,15 @@ export interface TrainingClip {
 
 export interface TrainingSet {
   readonly clips: readonly TrainingClip[];
-  /** Clip latents [K, 4, 8, 32, 32] in the sampler's units (raw · scalingFactor). */
+  /** Clip latents [K, 4, 8, 32, 32] in the sampler's units (raw · scalingFactor), built on first use. */
   readonly latents: Float32Array;
-  /** The same latents as float16 bits (what the UNet file stores). */
-  readonly latentsF16: Uint16Array;
-  /** ‖x0_k‖² per clip, from the float32 latents. */
+  /** The distinct frame latents [U, 4, 32, 32] the clips are made of (same units). */
+  readonly frames: Float32Array;
+  /** The same frames as float16 bits (what the UNet file stores). */
+  readonly framesF16: Uint16Array;
+  /** clipFrames[k·8 + f] = the frame (index into frames) shown in frame f of clip k. */
+  readonly clipFrames: Int32Array;
+  /** ‖x0_k‖² per clip, from the float32 frames (float64 sums). */
   readonly sqNorms: Float32Array;
   /** Log prior weight of concept c for clip k: PRIOR[c][k], shape [HIDDEN_SIZE, K]. */
   readonly prior: Float32Array;
@@ -117,71 +122,70 @@ export function buildTrainingSet(): TrainingSet {
   const down = downsampleMatrix();
   const bg = backgroundPlanes();
   const bgLatent = encodeImage(bg, down);
-  const frameCache = new Map<string, Float64Array>();
-  const frameLatent = (clip: TrainingClip, position: number): Float64Array => {
+  const rawFrames: Float64Array[] = [];
+  const frameIds = new Map<string, number>();
+  const frameId = (clip: TrainingClip, position: number): number => {
     const key = `${clip.colour}/${clip.shape}/${clip.motion}/${position}`;
-    let z = frameCache.get(key);
-    if (!z) {
+    let id = frameIds.get(key);
+    if (id === undefined) {
       const along = gridCentre(position);
       const [cx, cy] = clip.motion === 'sideways' ? [along, IMAGE_SIZE / 2] : [IMAGE_SIZE / 2, along];
       const delta = encodeImage(objectPlanes(clip.shape, COLOURS[clip.colour], cx, cy, bg), down);
-      z = delta.map((v, i) => v + bgLatent[i]);
-      frameCache.set(key, z);
+      id = rawFrames.push(delta.map((v, i) => v + bgLatent[i])) - 1;
+      frameIds.set(key, id);
     }
-    return z;
+    return id;
   };
+  const clipFrames = new Int32Array(clips.length * CLIP_FRAMES);
+  for (const clip of clips)
+    clip.walk.forEach((p, f) => (clipFrames[clip.index * CLIP_FRAMES + f] = frameId(clip, p)));
 
-  // Stable Diffusion's convention: scale latents to unit standard deviation over the data. Clips
-  // share frames, so the statistics come from per-frame sums weighted by use.
-  const frameOf = clips.map((clip) => clip.walk.map((p) => frameLatent(clip, p)));
+  // Stable Diffusion's convention: scale latents to unit standard deviation over the data (clips
+  // share frames, so each frame's sums count once per use).
+  const uses = new Float64Array(rawFrames.length);
+  for (const u of clipFrames) uses[u]++;
   let sum = 0;
   let sumSq = 0;
-  const stats = new Map<Float64Array, [number, number]>();
-  for (const frames of frameOf) {
-    for (const z of frames) {
-      let st = stats.get(z);
-      if (!st) {
-        st = [0, 0];
-        for (const v of z) {
-          st[0] += v;
-          st[1] += v * v;
-        }
-        stats.set(z, st);
-      }
-      sum += st[0];
-      sumSq += st[1];
+  rawFrames.forEach((z, u) => {
+    for (const v of z) {
+      sum += uses[u] * v;
+      sumSq += uses[u] * v * v;
     }
-  }
+  });
   const count = clips.length * CLIP_ELEMENTS;
   const variance = sumSq / count - (sum / count) ** 2;
   const scalingFactor = Number((1 / Math.sqrt(variance)).toPrecision(5));
 
-  // The UNet file stores the clips as float16; the clips *are* those values, here as in the graph.
-  const half = new Map<Float64Array, { f16: Uint16Array; f32: Float32Array; sq: number }>();
-  for (const z of stats.keys()) {
-    const f16 = float32ToFloat16(Float32Array.from(z, (v) => v * scalingFactor));
-    const f32 = float16ToFloat32(f16);
+  // The UNet file stores the frames as float16; the clips *are* those values, here as in the graph.
+  const framesF16 = new Uint16Array(rawFrames.length * FRAME_ELEMENTS);
+  rawFrames.forEach((z, u) =>
+    framesF16.set(float32ToFloat16(Float32Array.from(z, (v) => v * scalingFactor)), u * FRAME_ELEMENTS),
+  );
+  const frames = float16ToFloat32(framesF16);
+  const frameSq = rawFrames.map((_, u) => {
     let sq = 0;
-    for (const v of f32) sq += v * v;
-    half.set(z, { f16, f32, sq });
-  }
-  const hw = LATENT_SIZE * LATENT_SIZE;
-  const latents = new Float32Array(clips.length * CLIP_ELEMENTS);
-  const latentsF16 = new Uint16Array(clips.length * CLIP_ELEMENTS);
+    for (let i = u * FRAME_ELEMENTS; i < (u + 1) * FRAME_ELEMENTS; i++) sq += frames[i] * frames[i];
+    return sq;
+  });
   const sqNorms = new Float32Array(clips.length);
   for (const clip of clips) {
-    let sq = 0;
-    frameOf[clip.index].forEach((z, f) => {
-      const h = half.get(z) as { f16: Uint16Array; f32: Float32Array; sq: number };
-      sq += h.sq;
-      for (let l = 0; l < LATENT_CHANNELS; l++) {
-        const at = clip.index * CLIP_ELEMENTS + (l * CLIP_FRAMES + f) * hw;
-        latents.set(h.f32.subarray(l * hw, (l + 1) * hw), at);
-        latentsF16.set(h.f16.subarray(l * hw, (l + 1) * hw), at);
-      }
-    });
-    sqNorms[clip.index] = sq;
+    for (let f = 0; f < CLIP_FRAMES; f++)
+      sqNorms[clip.index] += frameSq[clipFrames[clip.index * CLIP_FRAMES + f]];
   }
+  // Whole clip latents (80 MB) only when asked for: the model files need just the frames.
+  let latents: Float32Array | undefined;
+  const assemble = (): Float32Array => {
+    const hw = LATENT_SIZE * LATENT_SIZE;
+    const out = new Float32Array(clips.length * CLIP_ELEMENTS);
+    for (let i = 0; i < clipFrames.length; i++) {
+      const [k, f] = [Math.floor(i / CLIP_FRAMES), i % CLIP_FRAMES];
+      for (let l = 0; l < LATENT_CHANNELS; l++) {
+        const from = clipFrames[i] * FRAME_ELEMENTS + l * hw;
+        out.set(frames.subarray(from, from + hw), k * CLIP_ELEMENTS + (l * CLIP_FRAMES + f) * hw);
+      }
+    }
+    return out;
+  };
 
   const K = clips.length;
   const prior = new Float32Array(HIDDEN_SIZE * K);
@@ -192,5 +196,17 @@ export function buildTrainingSet(): TrainingSet {
     if (clip.direction) prior[conceptIndex(clip.direction) * K + clip.index] = PRIOR_WEIGHT.direction;
   }
   if (CONCEPTS.length > HIDDEN_SIZE) throw new Error('demo model: more concepts than hidden size');
-  return { clips, latents, latentsF16, sqNorms, prior, scalingFactor };
+  return {
+    clips,
+    get latents() {
+      latents ??= assemble();
+      return latents;
+    },
+    frames,
+    framesF16,
+    clipFrames,
+    sqNorms,
+    prior,
+    scalingFactor,
+  };
 }

@@ -1,6 +1,6 @@
 // The demo model's three ONNX graphs, written with the runtime's ModelBuilder.
 import { ModelBuilder } from '../onnx/builder.ts';
-import { CLIP_ELEMENTS, CLIP_FRAMES, type TrainingSet } from './dataset.ts';
+import { CLIP_ELEMENTS, CLIP_FRAMES, FRAME_ELEMENTS, type TrainingSet } from './dataset.ts';
 import { timeTables } from './schedule.ts';
 import { MODEL_MAX_LENGTH } from './tokenizer-files.ts';
 import { IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE, MIX, upsampleMatrix } from './vae.ts';
@@ -27,18 +27,28 @@ export function textEncoderGraph(vocabSize: number, wordIds: Readonly<Record<str
 }
 
 /**
- * The closed-form denoiser (see reference.ts for the formula). Training latents are stored as
- * float16 (half the file) and cast once; onnxruntime folds the cast at load.
+ * The closed-form denoiser (see reference.ts for the formula), factored through the clips' shared
+ * frames: a clip is 8 of U distinct frame latents, so z·x0_k = Σ_f z_f·frame(k, f) and
+ * E[x0 | z]_f = Σ_u (Σ_{k shows u at f} w_k)·frame_u. That costs 2·B·8·U·4096 multiply-adds
+ * instead of 2·B·K·32768 and stores U frames instead of K clips. Frames are stored as float16 and
+ * cast once; onnxruntime folds every initializer-only node (cast, transpose, one-hot) at load.
  */
 export function unetGraph(set: TrainingSet): Uint8Array {
   const K = set.clips.length;
+  const U = set.frames.length / FRAME_ELEMENTS;
+  const F = CLIP_FRAMES;
+  const hw = LATENT_SIZE * LATENT_SIZE;
   const tables = timeTables();
   const b = new ModelBuilder({ name: 'demo_unet' });
-  b.input('sample', 'float32', ['batch', LATENT_CHANNELS, CLIP_FRAMES, LATENT_SIZE, LATENT_SIZE]);
+  b.input('sample', 'float32', ['batch', LATENT_CHANNELS, F, LATENT_SIZE, LATENT_SIZE]);
   b.input('timestep', 'int64', [1]);
   b.input('encoder_hidden_states', 'float32', ['batch', MODEL_MAX_LENGTH, HIDDEN_SIZE]);
 
-  b.initializer('x0_f16', set.latentsF16, [K, CLIP_ELEMENTS]);
+  b.initializer('frames_f16', set.framesF16, [U, FRAME_ELEMENTS]);
+  // slot[k][f] = f·U + u: where clip k's frame f sits in the flattened [frame, U] dot products.
+  b.initializer('slot', i64(Array.from(set.clipFrames, (u, i) => (i % F) * U + u)), [K, F]);
+  b.initializer('slot_depth', i64([F * U]));
+  b.initializer('one_hot_values', new Float32Array([0, 1]));
   b.initializer('x0_sq_norm', set.sqNorms, [K]);
   b.initializer('prior', set.prior, [HIDDEN_SIZE, K]);
   b.initializer('t_cross', tables.cross);
@@ -46,28 +56,51 @@ export function unetGraph(set: TrainingSet): Uint8Array {
   b.initializer('t_sample', tables.sample);
   b.initializer('t_mean', tables.mean);
   b.initializer('flat_shape', i64([-1, CLIP_ELEMENTS]));
-  b.initializer('token_axis', i64([1]));
+  b.initializer('split_shape', i64([-1, LATENT_CHANNELS, F, hw]));
+  b.initializer('by_frame_shape', i64([-1, F, FRAME_ELEMENTS]));
+  b.initializer('frame_split_shape', i64([-1, F, LATENT_CHANNELS, hw]));
+  b.initializer('slots_shape', i64([-1, F * U]));
+  b.initializer('frame_slots_shape', i64([-1, F, U]));
+  b.initializer('axis_1', i64([1]));
+  b.initializer('axis_2', i64([2]));
   b.initializer('zero', new Float32Array([0]), []);
   b.initializer('one', new Float32Array([1]), []);
 
-  const x0 = b.op('Cast', ['x0_f16'], { to: 1 /* FLOAT */ });
-  const z = b.op('Reshape', ['sample', 'flat_shape']);
+  const frames = b.op('Cast', ['frames_f16'], { to: 1 /* FLOAT */ });
+  const framesT = b.op('Transpose', [frames], { perm: [1, 0] });
+  // selection[k][f·U + u] = 1 when clip k shows frame u at f.
+  const oneHot = b.op('OneHot', ['slot', 'slot_depth', 'one_hot_values'], { axis: -1 }); // [K, 8, 8U]
+  const selection = b.op('ReduceSum', [oneHot, 'axis_1'], { keepdims: 0 });
+
+  // [B,4,8,32,32] → [B,8,4·32·32]: frame-major, so each frame's latent is one row.
+  const split = b.op('Reshape', ['sample', 'split_shape']);
+  const zByFrame = b.op('Reshape', [b.op('Transpose', [split], { perm: [0, 2, 1, 3] }), 'by_frame_shape']);
+  const frameDots = b.op('Reshape', [b.op('MatMul', [zByFrame, framesT]), 'slots_shape']); // [B, 8U]
+  const dotsByFrame = b.op('Gather', [frameDots, 'slot'], { axis: 1 }); // [B, K, 8]
+  const dots = b.op('ReduceSum', [dotsByFrame, 'axis_2'], { keepdims: 0 }); // [B, K]
+
   // logits_k = √ā/(1−ā)·z·x0_k − ā/(2(1−ā))·‖x0_k‖² + prior_k  (‖z‖² cancels in the softmax)
-  const dots = b.op('Gemm', [z, x0], { transB: 1 });
   const crossTerm = b.op('Mul', [dots, b.op('Gather', ['t_cross', 'timestep'], { axis: 0 })]);
   const normTerm = b.op('Mul', ['x0_sq_norm', b.op('Gather', ['t_norm', 'timestep'], { axis: 0 })]);
-  const pooled = b.op('ReduceSum', ['encoder_hidden_states', 'token_axis'], { keepdims: 0 });
+  const pooled = b.op('ReduceSum', ['encoder_hidden_states', 'axis_1'], { keepdims: 0 });
   const prior = b.op('MatMul', [b.op('Clip', [pooled, 'zero', 'one']), 'prior']);
   const logits = b.op('Add', [b.op('Add', [crossTerm, normTerm]), prior]);
   const weights = b.op('Softmax', [logits], { axis: -1 });
-  const mean = b.op('MatMul', [weights, x0]);
+
+  // E[x0 | z] frame by frame: weight of each distinct frame at each position, then the frames.
+  const frameWeights = b.op('Reshape', [b.op('MatMul', [weights, selection]), 'frame_slots_shape']); // [B, 8, U]
+  const meanByFrame = b.op('MatMul', [frameWeights, frames]); // [B, 8, 4·32·32]
+  const meanSplit = b.op('Reshape', [meanByFrame, 'frame_split_shape']); // [B, 8, 4, 32·32]
+  const mean = b.op('Reshape', [b.op('Transpose', [meanSplit], { perm: [0, 2, 1, 3] }), 'flat_shape']);
+
   // ε̂ = z/√(1−ā) − √ā/√(1−ā)·E[x0 | z]
+  const z = b.op('Reshape', ['sample', 'flat_shape']);
   const eps = b.op('Sub', [
     b.op('Mul', [z, b.op('Gather', ['t_sample', 'timestep'], { axis: 0 })]),
     b.op('Mul', [mean, b.op('Gather', ['t_mean', 'timestep'], { axis: 0 })]),
   ]);
   b.node('Reshape', [eps, b.op('Shape', ['sample'])], ['out_sample']);
-  b.output('out_sample', 'float32', ['batch', LATENT_CHANNELS, CLIP_FRAMES, LATENT_SIZE, LATENT_SIZE]);
+  b.output('out_sample', 'float32', ['batch', LATENT_CHANNELS, F, LATENT_SIZE, LATENT_SIZE]);
   if (CONCEPTS.length > HIDDEN_SIZE) throw new Error('demo model: more concepts than hidden size');
   return b.toBytes();
 }
