@@ -453,6 +453,10 @@ function isEntry(): boolean {
 
 if (isEntry()) {
   const code = await runCli(process.argv.slice(2));
-  // Model sessions and worker threads may hold the event loop open; the command is done.
+  // Ending the process while onnxruntime is inside a native call in the worker aborts it
+  // (exit 134); close() lets a running call finish and ends the worker cleanly first.
+  const { getRuntime } = await import('./runtime/index.ts');
+  await getRuntime().close();
+  // Other handles (timers, sockets) may still hold the event loop open; the command is done.
   process.exit(code);
 }
