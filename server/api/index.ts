@@ -123,7 +123,6 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   for (const dir of [paths.output, paths.input, paths.temp]) fs.mkdirSync(dir, { recursive: true });
   const dataDir = path.resolve(opts.dataDir ?? path.join(path.dirname(output), '.rdflow'));
 
-  installProcessHandlers(log);
   const nodes = opts.nodes ?? (await defaultNodes());
   const engine = createEngine({ nodes, paths, cacheBytes: opts.cacheBytes });
   const store = openStore(dataDir, { historyLimit: opts.historyLimit });
@@ -272,14 +271,27 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   });
   server.on('clientError', (_err, socket) => socket.destroy());
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 8188, host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port ?? 8188, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    hub.close();
+    await store.close();
+    engine.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') {
+      throw new Error(`Port ${opts.port ?? 8188} on ${host} is already in use.`, { cause: err });
+    }
+    throw err;
+  }
   await runner.start();
+  // Only once serving: a failure to start must still fail the process.
+  installProcessHandlers(log);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : (opts.port ?? 8188);
   const urlHost = host.includes(':') ? `[${host}]` : host;

@@ -12,6 +12,8 @@ type PendingKey = [number, number];
 interface Meta {
   seq: number;
   historySeq: number;
+  /** Next ComfyUI `number` (absolute value). */
+  number?: number;
 }
 
 export interface Store {
@@ -25,9 +27,56 @@ export interface StoreOptions {
   historyLimit?: number;
 }
 
+/** Data dirs this process has open (a lock file cannot tell two servers of one process apart). */
+const heldHere = new Set<string>();
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * One server per data dir: two would both take prompts from the queue, and the second would
+ * mistake the first's running prompt for one left by a crash. A lock file naming a dead process
+ * (kill -9) is stale and taken over.
+ */
+function lockDataDir(dataDir: string): () => void {
+  const key = path.resolve(dataDir);
+  const lockPath = path.join(key, 'server.lock');
+  if (heldHere.has(key))
+    throw new Error(`The data dir ${dataDir} is already used by a server in this process.`);
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      fs.writeFileSync(lockPath, String(process.pid), { flag: 'wx' });
+      heldHere.add(key);
+      return () => {
+        heldHere.delete(key);
+        fs.rmSync(lockPath, { force: true });
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const pid = Number(fs.readFileSync(lockPath, 'utf8').trim());
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+        throw new Error(
+          `The data dir ${dataDir} is in use by another rdflow server (pid ${pid}). Stop it, or give ` +
+            `this server its own data dir (if no such server runs, delete ${lockPath}).`,
+          { cause: err },
+        );
+      }
+      fs.rmSync(lockPath, { force: true });
+    }
+  }
+  throw new Error(`Could not lock the data dir ${dataDir}.`);
+}
+
 export function openStore(dataDir: string, opts: StoreOptions = {}): Store {
   const historyLimit = opts.historyLimit ?? 10_000;
   fs.mkdirSync(dataDir, { recursive: true });
+  const unlock = lockDataDir(dataDir);
   const root: RootDatabase = open({ path: path.join(dataDir, 'queue.lmdb'), maxDbs: 8 });
   const pending: Database<QueueItem, PendingKey> = root.openDB({ name: 'pending', encoding: 'json' });
   const pendingIndex: Database<PendingKey, string> = root.openDB({ name: 'pending-index', encoding: 'json' });
@@ -41,7 +90,7 @@ export function openStore(dataDir: string, opts: StoreOptions = {}): Store {
 
   const counters = (): Meta => meta.get('counters') ?? { seq: 0, historySeq: 0 };
   // ComfyUI numbers prompts from a counter that only grows; keep it across restarts.
-  let nextNumber = 0;
+  let nextNumber = counters().number ?? 0;
   for (const { value } of pending.getRange({})) nextNumber = Math.max(nextNumber, Math.abs(value.number) + 1);
   const r = running.get('current');
   if (r) nextNumber = Math.max(nextNumber, Math.abs(r.number) + 1);
@@ -57,7 +106,7 @@ export function openStore(dataDir: string, opts: StoreOptions = {}): Store {
         const number = item.number ?? (o.front ? -n : n);
         const full: QueueItem = { ...item, number };
         const key: PendingKey = [number, c.seq];
-        meta.putSync('counters', { ...c, seq: c.seq + 1 });
+        meta.putSync('counters', { ...c, seq: c.seq + 1, number: nextNumber });
         pending.putSync(key, full);
         pendingIndex.putSync(item.promptId, key);
         return full;
@@ -164,6 +213,7 @@ export function openStore(dataDir: string, opts: StoreOptions = {}): Store {
     history: historyStore,
     async close() {
       await root.close();
+      unlock();
     },
   };
 }

@@ -117,3 +117,20 @@ describe('a graceful stop', () => {
     }
   });
 });
+
+describe('one server per data dir', () => {
+  it('refuses a second server on the same data dir, and frees it when the port is taken', async () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-lock-'));
+    const first = await startTestServer({ root });
+    try {
+      await expect(startTestServer({ root })).rejects.toThrow(/data dir .* already used/);
+      // A start that fails on a taken port releases the data dir again.
+      const other = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-lock2-'));
+      await expect(startTestServer({ root: other, port: first.port })).rejects.toThrow(/already in use/);
+      const ok = await startTestServer({ root: other });
+      await ok.close();
+    } finally {
+      await first.close();
+    }
+  });
+});
