@@ -6,7 +6,7 @@ import type { IContextMenuValue, LGraphNode } from '@comfyorg/litegraph';
 import { PromptRejectedError, createApi, type Api } from './api.ts';
 import { drawCanvasDecorations, drawNodeDecorations } from './decorations.ts';
 import { describeNodeErrors, messageOf, toast } from './errors.ts';
-import { graphToPrompt, type CanvasWorkflow } from './graph-to-prompt.ts';
+import { MODE_BYPASSED, MODE_MUTED, graphToPrompt, type CanvasWorkflow } from './graph-to-prompt.ts';
 import { OutputView, filesOf } from './output.ts';
 import { QueuePanel } from './queue-panel.ts';
 import { applySeedControls, nodeInfoOf, registerNodeTypes } from './registry.ts';
@@ -300,6 +300,23 @@ export async function startApp(): Promise<App> {
     return options;
   };
 
+  // No subgraphs: the server runs flat graphs, so litegraph's conversion is not offered.
+  const nodeMenu = canvas.getNodeMenuOptions.bind(canvas);
+  canvas.getNodeMenuOptions = (node: LGraphNode) =>
+    nodeMenu(node).filter((o: IContextMenuValue | null) => !String(o?.content ?? '').includes('Subgraph'));
+  // Mode 4 is ComfyUI's bypass: the node's inputs pass through to its outputs of the same type.
+  LiteGraph.NODE_MODES = ['Always', 'On Event', 'Never', 'On Trigger', 'Bypass'];
+
+  /** ComfyUI's Ctrl+M (mute) and Ctrl+B (bypass): toggles the mode of the selected nodes. */
+  const toggleMode = (mode: number): void => {
+    const nodes: LGraphNode[] = Object.values(canvas.selected_nodes);
+    if (nodes.length === 0) return;
+    const all = nodes.every((n) => n.mode === mode);
+    for (const n of nodes) n.mode = all ? 0 : mode;
+    commit();
+    redraw();
+  };
+
   const app: App = {
     api,
     graph,
@@ -360,6 +377,8 @@ export async function startApp(): Promise<App> {
     else if (key === 'y' || (key === 'z' && e.shiftKey)) redo();
     else if (key === 's') downloadJson('workflow.json', serialize());
     else if (key === 'g') groupSelection();
+    else if (key === 'm') toggleMode(MODE_MUTED);
+    else if (key === 'b') toggleMode(MODE_BYPASSED);
     else handled = false;
     if (handled) e.preventDefault();
   });

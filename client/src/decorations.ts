@@ -3,6 +3,7 @@
 // messages (and the offending input marked), the latest preview image under the widgets.
 import { LiteGraph } from '@comfyorg/litegraph';
 import type { LGraphNode } from '@comfyorg/litegraph';
+import { MODE_BYPASSED, MODE_MUTED } from './graph-to-prompt.ts';
 import type { RunState } from './run-state.ts';
 import type { NodeErrorItem } from './types.ts';
 
@@ -154,6 +155,15 @@ export function drawNodeDecorations(
       const h = image.naturalHeight * scale;
       ctx.drawImage(image, area.x + (area.w - w) / 2, area.y + (area.h - h) / 2, w, h);
     }
+  }
+
+  // Muted nodes are dimmed, bypassed ones tinted purple, as in ComfyUI.
+  if (node.mode === MODE_MUTED || node.mode === MODE_BYPASSED) {
+    const th = LiteGraph.NODE_TITLE_HEIGHT;
+    ctx.fillStyle = node.mode === MODE_BYPASSED ? 'rgba(160, 60, 200, 0.35)' : 'rgba(10, 10, 12, 0.55)';
+    ctx.beginPath();
+    ctx.roundRect(0, -th, node.size[0], node.size[1] + th, 8);
+    ctx.fill();
   }
 
   if (state.executing === id) {

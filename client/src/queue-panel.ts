@@ -116,7 +116,9 @@ export class QueuePanel {
       default:
         parts.push('idle');
     }
-    if (state.queueRemaining > 0) parts.push(`${state.queueRemaining} in queue`);
+    // queue_remaining counts the running prompt too.
+    const waiting = state.queueRemaining - (state.phase === 'running' ? 1 : 0);
+    if (waiting > 0) parts.push(`${waiting} waiting`);
     this.status.textContent = parts.join(' · ');
     this.status.dataset.phase = state.phase;
 

@@ -378,6 +378,32 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
     expect(editor.errors).toEqual([]);
   });
 
+  it('bypasses (Ctrl+B) and mutes (Ctrl+M) the selected node, which changes what is posted', async () => {
+    const { page } = editor;
+    const fnr = idOf('FNRReverse');
+    const pns = idOf('PNSNoise');
+    const promptOf = () => page.evaluate(() => window.rdflow!.toPrompt());
+    const before = await promptOf();
+    expect(before[String(pns)].inputs.noise).toEqual([String(fnr), 0]);
+    await page.evaluate((id) => {
+      const app = window.rdflow!;
+      app.canvas.deselectAll();
+      app.canvas.selectNode(app.graph.getNodeById(id)!);
+    }, fnr);
+    await page.locator('#graph-canvas').focus();
+    await page.keyboard.press('Control+b');
+    // Bypassed: PNS reads FNR's own input (the loop's current noise) instead.
+    const bypassed = await promptOf();
+    expect(bypassed[String(fnr)]).toBeUndefined();
+    expect(bypassed[String(pns)].inputs.noise).toEqual(before[String(fnr)].inputs.noise);
+    await page.keyboard.press('Control+m');
+    const muted = await promptOf();
+    expect(muted[String(fnr)]).toBeUndefined();
+    expect(muted[String(pns)].inputs.noise).toBeUndefined();
+    await page.keyboard.press('Control+m');
+    expect(await promptOf()).toEqual(before);
+  });
+
   it('adds a node from the search box opened by double-clicking the canvas', async () => {
     const { page } = editor;
     const count = await page.evaluate(() => window.rdflow!.graph.nodes.length);
