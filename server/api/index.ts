@@ -269,7 +269,11 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
         .catch(() => undefined);
     });
   });
-  server.on('clientError', (_err, socket) => socket.destroy());
+  // Unparseable HTTP: answer 400 where the socket still can, as Node does without a handler.
+  server.on('clientError', (_err, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+    else socket.destroy();
+  });
 
   try {
     await new Promise<void>((resolve, reject) => {

@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { startServer } from '../../server/api/index.ts';
@@ -97,6 +98,47 @@ describe('path traversal', () => {
     // Still serving, and the legitimate files are reachable.
     expect((await rawGet(server.port, '/view?filename=ok.txt&subfolder=sub')).body).toBe('fine');
     expect((await rawGet(server.port, '/view?filename=top.txt')).body).toBe('top');
+  });
+
+  it('never escapes for generated names built from traversal pieces (property)', async () => {
+    const piece = fc.constantFrom(
+      '..',
+      '.',
+      '/',
+      '\\',
+      '%2f',
+      '%2F',
+      '%5c',
+      '%2e',
+      '%252e',
+      '%00',
+      '%2e%2e',
+      'sub',
+      'rootlink',
+      'link.txt',
+      'secret.txt',
+      'ok.txt',
+      '',
+    );
+    const part = fc.array(piece, { maxLength: 6 }).map((a) => a.join(''));
+    const legit = new Set(['fine', 'top']);
+    await fc.assert(
+      fc.asyncProperty(
+        part,
+        part,
+        fc.constantFrom('output', 'input', 'temp'),
+        async (filename, subfolder, type) => {
+          const res = await rawGet(
+            server.port,
+            `/view?filename=${filename}&subfolder=${subfolder}&type=${type}`,
+          );
+          expect(res.body).not.toContain(SECRET);
+          if (res.status === 200) expect(legit.has(res.body)).toBe(true);
+          else expect([400, 403, 404]).toContain(res.status);
+        },
+      ),
+      { numRuns: 300, interruptAfterTimeLimit: 20_000 },
+    );
   });
 
   it('refuses unsafe name fragments before touching the disk', () => {
