@@ -53,6 +53,8 @@ export interface Api {
   deleteFromQueue(promptIds: string[]): Promise<void>;
   interrupt(promptId?: string): Promise<void>;
   history(promptId: string): Promise<HistoryEntry | undefined>;
+  /** The most recent history entry, if any. */
+  lastHistory(): Promise<HistoryEntry | undefined>;
   listWorkflows(): Promise<string[]>;
   getWorkflow(name: string): Promise<unknown>;
   viewUrl(file: FileRef): string;
@@ -140,6 +142,10 @@ export function createApi(base: URL = new URL('.', window.location.href)): Api {
     async history(promptId) {
       const all = (await request(`history/${encodeURIComponent(promptId)}`)) as Record<string, HistoryEntry>;
       return all[promptId];
+    },
+    async lastHistory() {
+      const all = (await request('history?max_items=1')) as Record<string, HistoryEntry>;
+      return Object.values(all).at(-1);
     },
     async listWorkflows() {
       const body = await request('workflows');

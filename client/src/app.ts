@@ -245,7 +245,8 @@ export async function startApp(): Promise<App> {
         );
         break;
       case 'execution_interrupted':
-        toast('Interrupted', 'info');
+        // Sent to every client; only ours is news here.
+        if (msg.data.prompt_id === state.promptId) toast('Interrupted', 'info');
         break;
       case 'execution_success':
         toast('Finished', 'success');
@@ -315,6 +316,22 @@ export async function startApp(): Promise<App> {
     for (const n of nodes) n.mode = all ? 0 : mode;
     commit();
     redraw();
+  };
+
+  /** After a reload: the files of the last run, on the nodes of this graph that produced them. */
+  const showLastOutputs = async (): Promise<void> => {
+    try {
+      const last = await api.lastHistory();
+      const prompt = last?.prompt[2] ?? {};
+      for (const [id, output] of Object.entries(last?.outputs ?? {})) {
+        const node = graph.getNodeById(id);
+        if (node === null || node.type !== prompt[id]?.class_type) continue;
+        const files = filesOf(output);
+        if (files.length > 0 && !outputs.hasOverlay(id)) outputs.showFiles(node, files);
+      }
+    } catch {
+      // No history to show is not an error worth a toast.
+    }
   };
 
   const app: App = {
@@ -425,6 +442,7 @@ export async function startApp(): Promise<App> {
   }
   panel.render(state);
   void panel.refresh();
+  void showLastOutputs();
   LiteGraph.release_link_on_empty_shows_menu = true;
   return app;
 }

@@ -202,7 +202,7 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
     expect(editor.errors).toEqual([]);
   });
 
-  it('restores the last graph, edits included, on reload', async () => {
+  it("restores the last graph, edits included, and the last run's video on reload", async () => {
     const { page } = editor;
     await page.reload();
     await waitReady(page);
@@ -213,6 +213,8 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
       SAMPLER,
     );
     expect(steps).toBe(3);
+    // The last run's video is back on its node.
+    await page.locator(`.media-overlay[data-node-id="${MP4}"] video`).waitFor({ timeout: 10_000 });
   });
 
   it('draws a broken link as an error on its node, and undo brings the link back', async () => {
