@@ -2,9 +2,11 @@
 // VidRD continuation possible, and a tokenizer in which every vocabulary word is one token.
 import { describe, expect, it } from 'vitest';
 import {
+  CLIP_ELEMENTS,
   CLIP_FRAMES,
   GRID_POSITIONS,
   buildTrainingSet,
+  clipLatent,
   enumerateWalks,
 } from '../../server/runtime/demo/dataset.ts';
 import { clipsForPrompt } from '../../server/runtime/demo/metadata.ts';
@@ -62,24 +64,23 @@ describe('demo training set', () => {
   it('scales latents to unit standard deviation (the scaling factor SD uses)', () => {
     let sum = 0;
     let sq = 0;
-    for (const v of set.latents) {
-      sum += v;
-      sq += v * v;
+    for (const c of set.clips) {
+      for (const v of clipLatent(set, c.index)) {
+        sum += v;
+        sq += v * v;
+      }
     }
-    const n = set.latents.length;
+    const n = set.clips.length * CLIP_ELEMENTS;
     expect(Math.sqrt(sq / n - (sum / n) ** 2)).toBeCloseTo(1, 2);
   });
 
-  it('shares a frame latent between clips that show the same object at the same place', () => {
-    const n = set.latents.length / set.clips.length;
+  it('builds clips from frame latents shared by clips that show the same object at the same place', () => {
+    const hw = CLIP_ELEMENTS / 4 / CLIP_FRAMES;
     const frame = (k: number, f: number): number[] => {
-      const hw = n / 4 / CLIP_FRAMES;
-      const out: number[] = [];
-      for (let l = 0; l < 4; l++) {
-        const at = k * n + (l * CLIP_FRAMES + f) * hw;
-        out.push(...set.latents.subarray(at, at + hw));
-      }
-      return out;
+      const x0 = clipLatent(set, k);
+      return [0, 1, 2, 3].flatMap((l) => [
+        ...x0.subarray((l * CLIP_FRAMES + f) * hw, (l * CLIP_FRAMES + f + 1) * hw),
+      ]);
     };
     const a = set.clips.find((c) => c.colour === 'red' && c.shape === 'ball' && c.motion === 'sideways');
     const b = set.clips.find(
@@ -94,6 +95,12 @@ describe('demo training set', () => {
     if (!a || !b) return;
     expect(frame(b.index, 3)).toEqual(frame(a.index, 0));
     expect(frame(b.index, 3)).not.toEqual(frame(a.index, 1));
+    // ‖x0_k‖² (the UNet's precomputed norms) matches the assembled clip.
+    const x0 = clipLatent(set, b.index);
+    expect(set.sqNorms[b.index]).toBeCloseTo(
+      x0.reduce((s, v) => s + v * v, 0),
+      0,
+    );
   });
 });
 

@@ -17,6 +17,7 @@ import {
   CLIP_ELEMENTS,
   DEMO_STAMP,
   buildTrainingSet,
+  clipLatent,
   decodeLatents,
   demoEpsReference,
   demoPosterior,
@@ -41,7 +42,7 @@ function walkFiles(root: string, rel = ''): string[] {
   );
 }
 
-const clipLatent = (k: number): Tensor => trainingClipLatent(set, k);
+const clipTensor = (k: number): Tensor => trainingClipLatent(set, k);
 
 /** PSNR in dB of two image tensors in [0, 1]. */
 function psnr(a: Tensor, b: Tensor): number {
@@ -132,11 +133,10 @@ describe('demo UNet', () => {
       const clean = [set.clips.findIndex((c) => c.colour === 'yellow' && c.shape === 'square'), 123];
       const z = new Float32Array(noise.data.length);
       for (let b = 0; b < 2; b++) {
+        const x0 = clipLatent(set, clean[b]);
         for (let i = 0; i < CLIP_ELEMENTS; i++) {
           const at = b * CLIP_ELEMENTS + i;
-          z[at] =
-            Math.sqrt(abar[t]) * set.latents[clean[b] * CLIP_ELEMENTS + i] +
-            Math.sqrt(1 - abar[t]) * noise.data[at];
+          z[at] = Math.sqrt(abar[t]) * x0[i] + Math.sqrt(1 - abar[t]) * noise.data[at];
         }
       }
       const samples: Tensor[] = [{ data: z, shape: [2, 4, 8, 32, 32] }];
@@ -191,14 +191,14 @@ describe('demo UNet', () => {
 describe('demo VAE decoder', () => {
   it('decodes as the TypeScript map does, with objects in their colour', async () => {
     const k = set.clips.findIndex((c) => c.colour === 'red' && c.shape === 'ball' && c.motion === 'sideways');
-    const images = await model.vae.decode(clipLatent(k), 4);
+    const images = await model.vae.decode(clipTensor(k), 4);
     expect(images.shape).toEqual([8, 256, 256, 3]);
+    const x0 = clipLatent(set, k);
     const raw = new Float32Array(CLIP_ELEMENTS);
     for (let l = 0; l < 4; l++) {
       for (let f = 0; f < 8; f++) {
         for (let p = 0; p < 1024; p++)
-          raw[(f * 4 + l) * 1024 + p] =
-            set.latents[k * CLIP_ELEMENTS + (l * 8 + f) * 1024 + p] / set.scalingFactor;
+          raw[(f * 4 + l) * 1024 + p] = x0[(l * 8 + f) * 1024 + p] / set.scalingFactor;
       }
     }
     const ref = decodeLatents(raw, 8);
@@ -249,13 +249,13 @@ describe('sampling the demo model (plain DDIM, 50 steps, cfg 10, negative "water
     let clip: TrainingClip | undefined;
     let bestDistance = Infinity;
     for (const c of set.clips.filter(wanted)) {
+      const x0 = clipLatent(set, c.index);
       let d = 0;
-      for (let i = 0; i < CLIP_ELEMENTS; i++)
-        d += (sampled.latent.data[i] - set.latents[c.index * CLIP_ELEMENTS + i]) ** 2;
+      for (let i = 0; i < CLIP_ELEMENTS; i++) d += (sampled.latent.data[i] - x0[i]) ** 2;
       if (d < bestDistance) [clip, bestDistance] = [c, d];
     }
     if (!clip) throw new Error('no candidate clip');
-    return { clip, psnr: psnr(sampled.images, await model.vae.decode(clipLatent(clip.index), 8)) };
+    return { clip, psnr: psnr(sampled.images, await model.vae.decode(clipTensor(clip.index), 8)) };
   }
 
   it('lands on a training clip of the prompt’s colour and shape, and another prompt on another clip', async () => {
@@ -272,7 +272,7 @@ describe('sampling the demo model (plain DDIM, 50 steps, cfg 10, negative "water
     expect(redBall.clip.motion).toBe('updown');
     // Same seed, different prompt: a different clip, not close to the first prompt's.
     expect(blueSquare.clip.index).not.toBe(redBall.clip.index);
-    expect(psnr(second.images, await model.vae.decode(clipLatent(redBall.clip.index), 8))).toBeLessThan(25);
+    expect(psnr(second.images, await model.vae.decode(clipTensor(redBall.clip.index), 8))).toBeLessThan(25);
   });
 });
 

@@ -42,9 +42,7 @@ export interface TrainingClip {
 
 export interface TrainingSet {
   readonly clips: readonly TrainingClip[];
-  /** Clip latents [K, 4, 8, 32, 32] in the sampler's units (raw · scalingFactor), built on first use. */
-  readonly latents: Float32Array;
-  /** The distinct frame latents [U, 4, 32, 32] the clips are made of (same units). */
+  /** The distinct frame latents [U, 4, 32, 32] the clips are made of, in the sampler's units (raw · scalingFactor). */
   readonly frames: Float32Array;
   /** The same frames as float16 bits (what the UNet file stores). */
   readonly framesF16: Uint16Array;
@@ -172,21 +170,6 @@ export function buildTrainingSet(): TrainingSet {
     for (let f = 0; f < CLIP_FRAMES; f++)
       sqNorms[clip.index] += frameSq[clipFrames[clip.index * CLIP_FRAMES + f]];
   }
-  // Whole clip latents (80 MB) only when asked for: the model files need just the frames.
-  let latents: Float32Array | undefined;
-  const assemble = (): Float32Array => {
-    const hw = LATENT_SIZE * LATENT_SIZE;
-    const out = new Float32Array(clips.length * CLIP_ELEMENTS);
-    for (let i = 0; i < clipFrames.length; i++) {
-      const [k, f] = [Math.floor(i / CLIP_FRAMES), i % CLIP_FRAMES];
-      for (let l = 0; l < LATENT_CHANNELS; l++) {
-        const from = clipFrames[i] * FRAME_ELEMENTS + l * hw;
-        out.set(frames.subarray(from, from + hw), k * CLIP_ELEMENTS + (l * CLIP_FRAMES + f) * hw);
-      }
-    }
-    return out;
-  };
-
   const K = clips.length;
   const prior = new Float32Array(HIDDEN_SIZE * K);
   for (const clip of clips) {
@@ -198,10 +181,6 @@ export function buildTrainingSet(): TrainingSet {
   if (CONCEPTS.length > HIDDEN_SIZE) throw new Error('demo model: more concepts than hidden size');
   return {
     clips,
-    get latents() {
-      latents ??= assemble();
-      return latents;
-    },
     frames,
     framesF16,
     clipFrames,
@@ -209,4 +188,18 @@ export function buildTrainingSet(): TrainingSet {
     prior,
     scalingFactor,
   };
+}
+
+/** Clip k's latent [4, 8, 32, 32] (sampler units), assembled from its frames. */
+export function clipLatent(set: TrainingSet, k: number): Float32Array {
+  const hw = LATENT_SIZE * LATENT_SIZE;
+  const out = new Float32Array(CLIP_ELEMENTS);
+  for (let f = 0; f < CLIP_FRAMES; f++) {
+    const u = set.clipFrames[k * CLIP_FRAMES + f];
+    for (let l = 0; l < LATENT_CHANNELS; l++) {
+      const from = u * FRAME_ELEMENTS + l * hw;
+      out.set(set.frames.subarray(from, from + hw), (l * CLIP_FRAMES + f) * hw);
+    }
+  }
+  return out;
 }

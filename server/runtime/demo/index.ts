@@ -14,7 +14,7 @@ import { buildTokenizerFiles, mergesText, tokenizerConfig, MODEL_MAX_LENGTH } fr
 import { IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE } from './vae.ts';
 import { CONCEPTS, HIDDEN_SIZE, WORDS } from './vocab.ts';
 
-export { buildTrainingSet, CLIP_ELEMENTS, CLIP_FRAMES, gridCentre } from './dataset.ts';
+export { buildTrainingSet, clipLatent, CLIP_ELEMENTS, CLIP_FRAMES, gridCentre } from './dataset.ts';
 export type { TrainingClip, TrainingSet } from './dataset.ts';
 export { demoEpsReference, demoPosterior } from './reference.ts';
 export { clipMatches, clipsForPrompt, promptConcepts, trainingClipLatent } from './metadata.ts';
@@ -25,7 +25,7 @@ export type { Concept } from './vocab.ts';
 /** Folder name under the models directory. */
 export const DEMO_MODEL_NAME = 'demo';
 /** Bump when anything that changes the generated files changes. */
-export const DEMO_VERSION = 'rdflow-demo-3';
+export const DEMO_VERSION = 'rdflow-demo-4';
 /** The stamp file: version plus a readable summary (vocabulary, clip count). */
 export const DEMO_STAMP = 'demo.json';
 

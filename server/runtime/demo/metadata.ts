@@ -1,7 +1,7 @@
 // What tests and tools need to know about the demo model without loading it: which training clips
 // a prompt asks for, and a clip's latent as a sampler-shaped tensor.
 import type { Tensor } from '../../../nodes/lib/tensor-type.ts';
-import { CLIP_ELEMENTS, CLIP_FRAMES, type TrainingClip, type TrainingSet } from './dataset.ts';
+import { CLIP_FRAMES, clipLatent, type TrainingClip, type TrainingSet } from './dataset.ts';
 import { LATENT_CHANNELS, LATENT_SIZE } from './vae.ts';
 import { WORDS, type Concept } from './vocab.ts';
 
@@ -27,7 +27,7 @@ export function clipsForPrompt(set: TrainingSet, prompt: string): number[] {
 /** Training clip k as a latent [1, 4, 8, 32, 32] in the sampler's units (decode it with the VAE). */
 export function trainingClipLatent(set: TrainingSet, k: number): Tensor {
   return {
-    data: set.latents.slice(k * CLIP_ELEMENTS, (k + 1) * CLIP_ELEMENTS),
+    data: clipLatent(set, k),
     shape: [1, LATENT_CHANNELS, CLIP_FRAMES, LATENT_SIZE, LATENT_SIZE],
   };
 }

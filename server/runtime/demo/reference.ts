@@ -5,10 +5,21 @@
 // with prior_k = Σ_c clip(Σ_tokens h[token, c], 0, 1) · PRIOR[c][k]. The ‖z‖² term is the same
 // for every k and cancels in the softmax.
 import type { Tensor } from '../../../nodes/lib/tensor-type.ts';
-import { CLIP_ELEMENTS, type TrainingSet } from './dataset.ts';
+import { CLIP_ELEMENTS, CLIP_FRAMES, FRAME_ELEMENTS, type TrainingSet } from './dataset.ts';
+import { LATENT_CHANNELS, LATENT_SIZE } from './vae.ts';
 import { timeTables, type TimeTables } from './schedule.ts';
 
 let tables: TimeTables | undefined;
+const PLANE = LATENT_SIZE * LATENT_SIZE;
+
+/** Visits clip k's x0 one [32×32] plane at a time: offset in the clip latent, offset in frames. */
+function forEachFrame(set: TrainingSet, k: number, visit: (at: number, from: number) => void): void {
+  for (let f = 0; f < CLIP_FRAMES; f++) {
+    const u = set.clipFrames[k * CLIP_FRAMES + f];
+    for (let l = 0; l < LATENT_CHANNELS; l++)
+      visit((l * CLIP_FRAMES + f) * PLANE, u * FRAME_ELEMENTS + l * PLANE);
+  }
+}
 
 /** Posterior weights over training clips for one latent [CLIP_ELEMENTS] and hidden states [L, D]. */
 export function demoPosterior(
@@ -33,8 +44,9 @@ export function demoPosterior(
   const norm = tables.norm[timestep];
   for (let k = 0; k < K; k++) {
     let dot = 0;
-    const base = k * CLIP_ELEMENTS;
-    for (let i = 0; i < CLIP_ELEMENTS; i++) dot += z[i] * set.latents[base + i];
+    forEachFrame(set, k, (at, from) => {
+      for (let p = 0; p < PLANE; p++) dot += z[at + p] * set.frames[from + p];
+    });
     logits[k] += cross * dot + norm * set.sqNorms[k];
   }
   let max = -Infinity;
@@ -69,8 +81,9 @@ export function demoEpsReference(set: TrainingSet, sample: Tensor, timestep: num
     const mean = new Float64Array(CLIP_ELEMENTS);
     for (let k = 0; k < w.length; k++) {
       if (w[k] < 1e-12) continue;
-      const base = k * CLIP_ELEMENTS;
-      for (let i = 0; i < CLIP_ELEMENTS; i++) mean[i] += w[k] * set.latents[base + i];
+      forEachFrame(set, k, (at, from) => {
+        for (let p = 0; p < PLANE; p++) mean[at + p] += w[k] * set.frames[from + p];
+      });
     }
     for (let i = 0; i < CLIP_ELEMENTS; i++) out[b * CLIP_ELEMENTS + i] = a * z[i] - m * mean[i];
   }

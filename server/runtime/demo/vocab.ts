@@ -11,6 +11,9 @@ export const COLOURS = {
   green: [0.15, 0.8, 0.2],
   blue: [0.15, 0.35, 1.0],
   yellow: [0.98, 0.85, 0.1],
+  orange: [1.0, 0.5, 0.05],
+  purple: [0.6, 0.2, 0.85],
+  white: [0.95, 0.95, 0.95],
 } as const satisfies Record<string, Rgb>;
 export type ColourName = keyof typeof COLOURS;
 
@@ -44,6 +47,10 @@ export const WORDS: Readonly<Record<string, readonly Concept[]>> = {
   green: ['green'],
   blue: ['blue'],
   yellow: ['yellow'],
+  orange: ['orange'],
+  purple: ['purple'],
+  violet: ['purple'],
+  white: ['white'],
   ball: ['ball'],
   balls: ['ball'],
   circle: ['ball'],
