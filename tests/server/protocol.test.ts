@@ -110,6 +110,12 @@ describe('a prompt through /prompt, the WebSocket and /history', () => {
     const info = (a.body as Record<string, { input: { required: Record<string, unknown[]> } }>).TestInt;
     expect(info.input.required.value[0]).toBe('INT');
     expect((await request(`${server.url}/api/prompt`)).body).toEqual({ exec_info: { queue_remaining: 0 } });
+    const ws = await connect(server.url.replace(/$/, '/api'), 'api-ws');
+    expect(ws.messages[0]).toEqual({
+      type: 'status',
+      data: { status: { exec_info: { queue_remaining: 0 } }, sid: 'api-ws' },
+    });
+    ws.close();
   });
 });
 

@@ -172,6 +172,9 @@ describe('path traversal', () => {
     const first = await upload('pic.png');
     expect(first).toEqual({ status: 200, body: { name: 'pic.png', subfolder: '', type: 'input' } });
     expect(fs.readFileSync(path.join(server.inputDir, 'pic.png'), 'utf8')).toBe('PNGDATA');
+    const viewed = await fetch(`${server.url}/view?filename=pic.png&type=input`);
+    expect(viewed.status).toBe(200);
+    expect(await viewed.text()).toBe('PNGDATA');
     expect((await upload('pic.png')).body.name).toBe('pic (1).png');
     expect((await upload('pic.png', { overwrite: 'true' })).body.name).toBe('pic.png');
     // Fields after the file (as ComfyUI's frontend sends them) still apply.

@@ -55,6 +55,16 @@ describe('the LMDB prompt queue', () => {
     await store.close();
   });
 
+  it('orders an explicit `number` among the others, equal numbers first come first served', async () => {
+    const store = openStore(tmp());
+    await store.queue.enqueue(item('a'));
+    await store.queue.enqueue(item('b'));
+    await store.queue.enqueue({ ...item('x'), number: 0.5 });
+    await store.queue.enqueue({ ...item('y'), number: 0.5 });
+    expect((await store.queue.pending()).map((i) => i.promptId)).toEqual(['a', 'x', 'y', 'b']);
+    await store.close();
+  });
+
   it('keeps history bounded, newest last, and answers max_items with the newest', async () => {
     const store = openStore(tmp(), { historyLimit: 5 });
     for (let i = 0; i < 8; i++) await store.history.put(`p${i}`, entry(`p${i}`));
