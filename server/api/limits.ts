@@ -13,6 +13,8 @@ export interface Limits {
   maxTotalFrames: number;
   /** Max nodes in one prompt. */
   maxNodes: number;
+  /** Max prompts pending at once; more are refused (429) rather than filling the disk. */
+  maxQueued: number;
 }
 
 export const defaultLimits: Limits = {
@@ -21,6 +23,7 @@ export const defaultLimits: Limits = {
   maxIterations: 100_000,
   maxTotalFrames: 1_000_000,
   maxNodes: 10_000,
+  maxQueued: 10_000,
 };
 
 function literalNumber(v: unknown): number | undefined {

@@ -132,6 +132,13 @@ export function createApiRouter(ctx: ApiContext): Router {
       }
       promptId = body.prompt_id;
     }
+    if ((await ctx.queue.remaining()) >= ctx.limits.maxQueued) {
+      throw new HttpError(
+        429,
+        'queue_full',
+        `The queue is full (${ctx.limits.maxQueued} prompts); try again later.`,
+      );
+    }
     const extraData: Json = isObject(body.extra_data) ? { ...body.extra_data } : {};
     if (typeof body.client_id === 'string') extraData.client_id = body.client_id;
     const number = typeof body.number === 'number' && Number.isFinite(body.number) ? body.number : undefined;

@@ -358,6 +358,26 @@ describe('bodies', () => {
     expect((await request(`${server.url}/prompt`)).status).toBe(200);
   });
 
+  it('refuses prompts beyond the queue cap with 429 and the error shape', async () => {
+    const s = await startTestServer({ limits: { maxQueued: 2 } });
+    try {
+      const slow = (v: number) => ({
+        '1': { class_type: 'TestInt', inputs: { value: v } },
+        '2': { class_type: 'TestSlow', inputs: { value: ['1', 0], steps: 100, delay_ms: 10 } },
+        '3': { class_type: 'TestCollect', inputs: { value: ['2', 0] } },
+      });
+      expect((await request(`${s.url}/prompt`, { body: { prompt: slow(1) } })).status).toBe(200);
+      expect((await request(`${s.url}/prompt`, { body: { prompt: slow(2) } })).status).toBe(200);
+      const full = await request(`${s.url}/prompt`, { body: { prompt: slow(3) } });
+      expect(full.status).toBe(429);
+      expect((full.body as { error: { type: string } }).error.type).toBe('queue_full');
+      await request(`${s.url}/queue`, { body: { clear: true } });
+      await request(`${s.url}/interrupt`, { body: {} });
+    } finally {
+      await s.close();
+    }
+  });
+
   it('rejects loop iterations over the configured cap', async () => {
     const s = await startTestServer({ limits: { maxIterations: 50 } });
     try {
