@@ -34,11 +34,6 @@ export interface QueuedPrompt {
   number: number;
 }
 
-export interface WorkflowListing {
-  /** Names as the server lists them, e.g. `vidrd-long-video.canvas.json`. */
-  names: string[];
-}
-
 export interface SocketHandlers {
   onMessage(message: ServerMessage): void;
   onPreview(image: PreviewImage): void;
@@ -52,11 +47,8 @@ export interface Api {
   getQueue(): Promise<QueueState>;
   deleteFromQueue(promptIds: string[]): Promise<void>;
   interrupt(promptId?: string): Promise<void>;
-  history(promptId: string): Promise<HistoryEntry | undefined>;
   /** The most recent history entry, if any. */
   lastHistory(): Promise<HistoryEntry | undefined>;
-  listWorkflows(): Promise<string[]>;
-  getWorkflow(name: string): Promise<unknown>;
   viewUrl(file: FileRef): string;
   connect(handlers: SocketHandlers): () => void;
 }
@@ -139,20 +131,10 @@ export function createApi(base: URL = new URL('.', window.location.href)): Api {
     async interrupt(promptId) {
       await postJson('interrupt', promptId === undefined ? {} : { prompt_id: promptId });
     },
-    async history(promptId) {
-      const all = (await request(`history/${encodeURIComponent(promptId)}`)) as Record<string, HistoryEntry>;
-      return all[promptId];
-    },
     async lastHistory() {
       const all = (await request('history?max_items=1')) as Record<string, HistoryEntry>;
       return Object.values(all).at(-1);
     },
-    async listWorkflows() {
-      const body = await request('workflows');
-      const names = Array.isArray(body) ? body : ((body as { workflows?: unknown }).workflows ?? []);
-      return (names as unknown[]).filter((n): n is string => typeof n === 'string');
-    },
-    getWorkflow: (name) => request(`workflows/${encodeURIComponent(name)}`),
     viewUrl(file) {
       const q = new URLSearchParams({
         filename: file.filename,

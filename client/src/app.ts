@@ -11,6 +11,7 @@ import { OutputView, filesOf } from './output.ts';
 import { QueuePanel } from './queue-panel.ts';
 import { applySeedControls, nodeInfoOf, registerNodeTypes } from './registry.ts';
 import { RunState } from './run-state.ts';
+import { installDropTarget, installShortcuts } from './shortcuts.ts';
 import { loadSavedWorkflow, saveWorkflow } from './storage.ts';
 import { buildToolbar } from './toolbar.ts';
 import type { ApiPrompt, ObjectInfo, PreviewImage, ServerMessage } from './types.ts';
@@ -381,23 +382,14 @@ export async function startApp(): Promise<App> {
     fitView,
   });
 
-  // Keyboard: ComfyUI's shortcuts, ignored while typing in a text field.
-  document.addEventListener('keydown', (e) => {
-    const target = e.target as HTMLElement | null;
-    if (target !== null && ['INPUT', 'TEXTAREA', 'SELECT'].includes(target.tagName)) return;
-    const mod = e.ctrlKey || e.metaKey;
-    if (!mod) return;
-    const key = e.key.toLowerCase();
-    let handled = true;
-    if (e.key === 'Enter') void queue();
-    else if (key === 'z' && !e.shiftKey) undo();
-    else if (key === 'y' || (key === 'z' && e.shiftKey)) redo();
-    else if (key === 's') downloadJson('workflow.json', serialize());
-    else if (key === 'g') groupSelection();
-    else if (key === 'm') toggleMode(MODE_MUTED);
-    else if (key === 'b') toggleMode(MODE_BYPASSED);
-    else handled = false;
-    if (handled) e.preventDefault();
+  installShortcuts({
+    queue: () => void queue(),
+    undo,
+    redo,
+    save: () => downloadJson('workflow.json', serialize()),
+    group: groupSelection,
+    toggleMute: () => toggleMode(MODE_MUTED),
+    toggleBypass: () => toggleMode(MODE_BYPASSED),
   });
   // Any pointer or key action may have edited the graph: record it if it did.
   document.addEventListener('pointerup', () => setTimeout(commit, 0));
@@ -405,18 +397,7 @@ export async function startApp(): Promise<App> {
   window.addEventListener('beforeunload', () => saveWorkflow(serialize()));
 
   // Drop a workflow file anywhere on the canvas.
-  const workspace = document.getElementById('workspace')!;
-  workspace.addEventListener('dragover', (e) => {
-    e.preventDefault();
-    workspace.classList.add('drop-target');
-  });
-  workspace.addEventListener('dragleave', () => workspace.classList.remove('drop-target'));
-  workspace.addEventListener('drop', (e) => {
-    e.preventDefault();
-    workspace.classList.remove('drop-target');
-    const file = e.dataTransfer?.files[0];
-    if (file !== undefined) void openFile(file);
-  });
+  installDropTarget(document.getElementById('workspace')!, (file) => void openFile(file));
 
   const resize = (): void => {
     canvas.resize();
