@@ -47,7 +47,9 @@ export function unetGraph(set: TrainingSet): Uint8Array {
   b.initializer('frames_f16', set.framesF16, [U, FRAME_ELEMENTS]);
   // slot[k][f] = f·U + u: where clip k's frame f sits in the flattened [frame, U] dot products.
   b.initializer('slot', i64(Array.from(set.clipFrames, (u, i) => (i % F) * U + u)), [K, F]);
-  b.initializer('slot_depth', i64([F * U]));
+  b.initializer('clip_frames', i64(Array.from(set.clipFrames)), [K, F]);
+  b.initializer('frame_count', i64([U]));
+  b.initializer('selection_shape', i64([K, F * U]));
   b.initializer('one_hot_values', new Float32Array([0, 1]));
   b.initializer('x0_sq_norm', set.sqNorms, [K]);
   b.initializer('prior', set.prior, [HIDDEN_SIZE, K]);
@@ -69,8 +71,9 @@ export function unetGraph(set: TrainingSet): Uint8Array {
   const frames = b.op('Cast', ['frames_f16'], { to: 1 /* FLOAT */ });
   const framesT = b.op('Transpose', [frames], { perm: [1, 0] });
   // selection[k][f·U + u] = 1 when clip k shows frame u at f.
-  const oneHot = b.op('OneHot', ['slot', 'slot_depth', 'one_hot_values'], { axis: -1 }); // [K, 8, 8U]
-  const selection = b.op('ReduceSum', [oneHot, 'axis_1'], { keepdims: 0 });
+  // selection[k][f·U + u] = 1 when clip k shows frame u at f (one-hot rows, flattened).
+  const oneHot = b.op('OneHot', ['clip_frames', 'frame_count', 'one_hot_values'], { axis: -1 }); // [K, 8, U]
+  const selection = b.op('Reshape', [oneHot, 'selection_shape']); // [K, 8U]
 
   // [B,4,8,32,32] → [B,8,4·32·32]: frame-major, so each frame's latent is one row.
   const split = b.op('Reshape', ['sample', 'split_shape']);

@@ -25,7 +25,7 @@ export type { Concept } from './vocab.ts';
 /** Folder name under the models directory. */
 export const DEMO_MODEL_NAME = 'demo';
 /** Bump when anything that changes the generated files changes. */
-export const DEMO_VERSION = 'rdflow-demo-4';
+export const DEMO_VERSION = 'rdflow-demo-5';
 /** The stamp file: version plus a readable summary (vocabulary, clip count). */
 export const DEMO_STAMP = 'demo.json';
 
