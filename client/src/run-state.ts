@@ -38,8 +38,9 @@ export class RunState {
   /** A prompt was accepted: forget the previous run's marks. */
   begin(promptId: string): void {
     this.nodeErrors = {};
-    // A prompt queued behind a running one does not change what the panel shows for that one.
-    if (this.phase === 'running') return;
+    // A prompt queued behind a running one does not change what the panel shows for that one, and
+    // a prompt whose messages arrived before the POST answered has already moved on.
+    if (this.phase === 'running' || this.promptId === promptId) return;
     this.promptId = promptId;
     this.phase = 'queued';
     this.failure = undefined;

@@ -153,6 +153,22 @@ describe('run state from WebSocket messages', () => {
     });
   });
 
+  it('keeps the outcome of a prompt that failed before its POST answered', () => {
+    const state = run([
+      { type: 'execution_start', data: { prompt_id: 'p' } },
+      {
+        type: 'execution_error',
+        data: { prompt_id: 'p', node_id: '6', node_type: 'X', exception_message: 'm' },
+      },
+    ]);
+    state.begin('p');
+    expect(state.phase).toBe('error');
+    expect(state.failure?.nodeId).toBe('6');
+    state.begin('q');
+    expect(state.phase).toBe('queued');
+    expect(state.failure).toBeUndefined();
+  });
+
   it('keeps validation errors per node until the next prompt starts', () => {
     const state = new RunState();
     state.reject({
