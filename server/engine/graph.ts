@@ -11,6 +11,8 @@ export interface GraphNode {
   links: Record<string, LinkRef>;
   /** Input name → literal value ({__value__: [...]} already unwrapped). */
   literals: Record<string, unknown>;
+  /** Inputs given a bare list that is not a link: API format reads lists as links, so these are bad links. */
+  malformedLinks: Set<string>;
 }
 
 export type Graph = Map<string, GraphNode>;
@@ -40,11 +42,22 @@ export function buildGraph(prompt: ApiPrompt): Graph {
   for (const [id, node] of Object.entries(prompt)) {
     const links: Record<string, LinkRef> = {};
     const literals: Record<string, unknown> = {};
+    const malformedLinks = new Set<string>();
     for (const [name, value] of Object.entries(node.inputs ?? {})) {
       if (isLinkValue(value)) links[name] = [String(value[0]), value[1]];
-      else literals[name] = unwrapLiteral(value);
+      else {
+        if (Array.isArray(value)) malformedLinks.add(name);
+        literals[name] = unwrapLiteral(value);
+      }
     }
-    graph.set(id, { id, classType: node.class_type, title: node._meta?.title, links, literals });
+    graph.set(id, {
+      id,
+      classType: node.class_type,
+      title: node._meta?.title,
+      links,
+      literals,
+      malformedLinks,
+    });
   }
   return graph;
 }

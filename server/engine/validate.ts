@@ -275,6 +275,18 @@ export async function validatePrompt(
         }
         continue;
       }
+      if (node.malformedLinks.has(name)) {
+        add(id, {
+          type: 'bad_linked_input',
+          message: `Input '${name}' is a list but not a link: a link is [node id, output index]; wrap a list constant as {"__value__": [...]}`,
+          extra_info: {
+            input_name: name,
+            input_config: inputConfig(spec, env),
+            received_value: node.literals[name],
+          },
+        });
+        continue;
+      }
       const checked = checkLiteral(node, name, spec, node.literals[name], env, add);
       if (checked.ok) {
         node.literals[name] = checked.value;

@@ -59,6 +59,22 @@ describe('validation errors', () => {
     expect(errors[1].message).toContain('output 3');
   });
 
+  test('bad_linked_input: a bare list that is not [node id, output index], even on a "*" input', async () => {
+    const r = await invalid({
+      '1': { class_type: 'TestInt', inputs: { value: 1 } },
+      '2': { class_type: 'TestCollect', inputs: { value: ['1', 0, ''] } },
+      '3': { class_type: 'TestCollect', inputs: { value: ['1', 'x'] } },
+      '4': { class_type: 'TestCollect', inputs: { value: { __value__: ['1', 'x'] } } },
+    });
+    for (const id of ['2', '3'])
+      expect(errorsOf(r, id).map((e) => [e.type, e.extra_info.input_name])).toEqual([
+        ['bad_linked_input', 'value'],
+      ]);
+    expect(errorsOf(r, '2')[0].message).toContain('__value__');
+    // A wrapped list is a constant, which a '*' input accepts.
+    expect(errorsOf(r, '4')).toEqual([]);
+  });
+
   test('return_type_mismatch between sockets; "*" and widget kinds match', async () => {
     const r = await invalid({
       '1': { class_type: 'TestInt', inputs: { value: 1 } },
