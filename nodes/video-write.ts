@@ -10,6 +10,7 @@ import {
   checkFilenamePrefix,
   openVideoWriter,
   resolveOutputPath,
+  supportedFormats,
   validateVideoOptions,
   VIDEO_FORMATS,
   type VideoFormat,
@@ -99,12 +100,17 @@ export const videoWriteNode = defineNode({
   },
   outputs: [],
   outputNode: true,
-  validate(inputs) {
+  async validate(inputs) {
     const issues = prefixIssues(inputs.filename_prefix);
     if (inputs.format !== undefined && inputs.fps !== undefined) {
       for (const message of validateVideoOptions({ format: inputs.format, fps: inputs.fps })) {
         issues.push({ input: message.startsWith('fps') ? 'fps' : 'format', message });
       }
+    }
+    // An ffmpeg build without libx264 / a WebP encoder: say so before the run, not after clip 1.
+    const format = inputs.format;
+    if (format !== undefined && isVideoFormat(format) && !(await supportedFormats()).includes(format)) {
+      issues.push({ input: 'format', message: `this machine's ffmpeg cannot write ${format}` });
     }
     return issues;
   },
