@@ -73,8 +73,16 @@ export function creepSection(r: CreepResult): Section {
   const met = r.ratio.median <= CREEP_GOAL;
   const m = (s: Summary) => fmtSummary(mapSummary(s, mib), 1);
   const how = `POST /prompt ×${PROMPTS}: workflows/vidrd-long-video.json --set ${CREEP_SETS.join(' --set ')}, 2.text alternating`;
+  const problems = met
+    ? []
+    : [
+        `Server RSS creeps (server, engine owners): ${mib(r.after1.median).toFixed(0)} MiB after prompt 1, ` +
+          `${mib(r.after2.median).toFixed(0)} after 2, ${mib(r.after20.median).toFixed(0)} after ${PROMPTS} ` +
+          `(${r.ratio.median.toFixed(3)}×; ${r.ratioFrom2.median.toFixed(3)}× from prompt 2, when both prompts are cached).`,
+      ];
   return {
     title: '7. No creep across runs',
+    problems,
     goal: `server RSS after prompt ${PROMPTS} / after prompt 1 ≤ ${CREEP_GOAL.toFixed(2)}`,
     met,
     headline: `${fmtSummary(r.ratio, 3, '×')} (after 20 vs after 1); ${fmtSummary(r.ratioFrom2, 3, '×')} vs after 2`,

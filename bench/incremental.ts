@@ -15,8 +15,8 @@ import { startWorker } from './proc.ts';
 import type { Section } from './report.ts';
 import { fmtSummary, summarize, type Summary } from './stats.ts';
 
-/** The shipped workflow on the demo model (256×256, N = 8, 50 steps), 3 clips instead of 6. */
-export const INCREMENTAL_SETS: readonly string[] = ['5.iterations=3'];
+/** The shipped workflow as it is: demo model, 6 clips, 256×256, N = 8, 50 steps, MP4 + GIF. */
+export const INCREMENTAL_SETS: readonly string[] = [];
 const FPS_CHANGE = '8.fps=8';
 const PROMPT_CHANGE = '2.text=a blue square bouncing';
 
@@ -157,9 +157,22 @@ export function incrementalSection(r: IncrementalResult): Section {
   const pct = (s: Summary) =>
     fmtSummary({ ...s, median: s.median * 100, min: s.min * 100, max: s.max * 100 }, 1, ' %');
   const met = r.fpsFraction.median <= INCREMENTAL_GOAL;
-  const base = `${WORKFLOW_REL} ${setArgs(INCREMENTAL_SETS).join(' ')}`;
+  const base = [WORKFLOW_REL, ...setArgs(INCREMENTAL_SETS)].join(' ');
+  const problems = met
+    ? []
+    : [
+        `Incremental fps change (nodes: VideoWrite, video owners): changing only VideoWrite.fps re-runs ${r.fps.median.toFixed(0)} ms ` +
+          `= ${(r.fpsFraction.median * 100).toFixed(1)} % of the ${r.full.median.toFixed(0)} ms full run (goal 3 %). The engine ` +
+          'already re-runs only that writer (everything upstream is a cache hit), but the writer encodes every frame again ' +
+          `in a new ffmpeg process: encoding the same frames alone takes ${r.encodeFloor.median.toFixed(0)} ms, the rest is ` +
+          'reading the cached frames back from the disk tier and per-clip writer calls. Suggested fix: an fps-only change ' +
+          'rewrites timestamps instead of re-encoding (ffmpeg -itsscale or the setts bitstream filter with -c copy on the ' +
+          'previous output, milliseconds), e.g. by caching the encoded stream per VideoWrite; GIF needs its frame delays ' +
+          'rewritten the same way.',
+      ];
   return {
     title: '3. Incremental re-run',
+    problems,
     goal: `fps change ≤ ${INCREMENTAL_GOAL * 100} % of the full run`,
     met,
     headline: `fps change ${pct(r.fpsFraction)}; prompt change ${pct(r.promptFraction)}`,
@@ -197,7 +210,7 @@ export function incrementalSection(r: IncrementalResult): Section {
     notes: [
       'Engine API in one process (bench/incremental.ts, task incremental.rep): createEngine with the default cache, ' +
         'the three prompts run one after another; a fresh engine per repetition, sessions kept (created by an untimed ' +
-        '1-clip warm-up). Demo model at the shipped settings (256×256, N = 8, 50 steps, MP4 + GIF) but 3 clips instead of 6.',
+        '1-clip warm-up). The workflow at its shipped settings: demo model, 6 clips, 256×256, N = 8, 50 steps, MP4 + GIF.',
       'Node ids: 2 positive TextEncode, 6 DDIMSampler, 7 VAEDecode, 8 VideoWrite MP4, 9 VideoWrite GIF, 5/13 the clip loop.',
       met
         ? `Goal ≤ ${INCREMENTAL_GOAL * 100} %: met.`

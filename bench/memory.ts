@@ -136,8 +136,17 @@ export function memorySection(r: MemoryResult): Section {
   const base = r.rows[0].rss.median;
   const rec = r.record;
   const kib = (b: number) => `${(b / 1024).toFixed(0)} KiB`;
+  const problems = met
+    ? []
+    : [
+        `Memory grows with video length (engine, nodes, video owners): peak RSS ${mib(r.rows[r.rows.length - 1].rss.median).toFixed(0)} MiB ` +
+          `for ${r.rows[r.rows.length - 1].clips} clips vs ${mib(base).toFixed(0)} MiB for ${r.rows[0].clips} ` +
+          `(${r.ratio.toFixed(3)}×, ≈ ${((r.rows[r.rows.length - 1].rss.median - base) / 1024 / (r.rows[r.rows.length - 1].clips - r.rows[0].clips)).toFixed(0)} KiB per extra clip): ` +
+          'something is kept per clip (loop iteration values, cache entries, writer buffers).',
+      ];
   return {
     title: '2. Memory flat in length',
+    problems,
     goal: `peak RSS(32 clips) / peak RSS(2 clips) ≤ ${MEMORY_GOAL.toFixed(2)}`,
     met,
     headline: `RSS(32)/RSS(2) = ${r.ratio.toFixed(3)} (per run ${fmtSummary(r.pairedRatio, 3)}); DSG record ${kib(rec.bytes)}/clip`,

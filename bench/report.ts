@@ -17,6 +17,8 @@ export interface Section {
   readonly columns: readonly string[];
   readonly rows: readonly (readonly string[])[];
   readonly notes: readonly string[];
+  /** Findings for other owners (what, numbers, likely cause, suggested fix), listed under "Problems found". */
+  readonly problems?: readonly string[];
 }
 
 export interface Machine {
@@ -98,9 +100,10 @@ export function renderReport(r: Report): string {
     for (const n of s.notes) out.push(`- ${n}`);
     if (s.notes.length > 0) out.push('');
   }
-  if (r.problems.length > 0) {
+  const problems = [...r.sections.flatMap((s) => s.problems ?? []), ...r.problems];
+  if (problems.length > 0) {
     out.push('## Problems found', '');
-    for (const p of r.problems) out.push(`- ${p}`);
+    for (const p of problems) out.push(`- ${p}`);
     out.push('');
   }
   return out.join('\n');

@@ -87,7 +87,19 @@ const machine: Machine = {
 
 function engine(ratio: number): EngineOverheadResult {
   return {
-    warm: { engine: S(1000 * ratio), plain: S(1000), ratio: S(ratio), ort: S(900), unetCallMs: S(28) },
+    warm: {
+      engine: S(1000 * ratio),
+      plain: S(1000),
+      ratio: S(ratio),
+      nospill: S(1000),
+      nospillRatio: S(1.0),
+      nospillCpuRatio: S(1.0),
+      engineCpu: S(1500 * ratio),
+      plainCpu: S(1500),
+      cpuRatio: S(ratio),
+      ort: S(900),
+      unetCallMs: S(28),
+    },
     firstRun: { engine: 1800, plain: 1500 },
     cold: {
       engine: S(3000),
@@ -97,7 +109,14 @@ function engine(ratio: number): EngineOverheadResult {
       plainRss: S(160 * 2 ** 20),
     },
     unetCalls: 30,
-    breakdown: { validateMs: 4, unetRuntimeMs: 30, unetDirectMs: 28, previewMs: 1 },
+    breakdown: {
+      validateMs: 4,
+      unetRuntimeMs: 30,
+      unetDirectMs: 28,
+      hopMs: 2,
+      hopCpuMs: 0.5,
+      previewMs: 1,
+    },
   };
 }
 
@@ -262,6 +281,15 @@ describe('report', () => {
     expect(bad).toContain('missed** by 18.2 %'); // 1.3 / 1.10
     expect(bad).toContain('## Problems found');
     expect(bad).toContain('- the engine copies every tensor twice');
+    // Each missed goal also lists its finding, with numbers, for the owners to route.
+    for (const finding of [
+      'Engine overhead (',
+      'Memory grows with video length',
+      'Incremental fps change',
+      'Server RSS creeps',
+    ])
+      expect(bad).toContain(`- ${finding}`);
+    expect(ok).not.toContain('## Problems found');
   });
 
   it('escapes pipes inside cells so a table keeps its columns', () => {
