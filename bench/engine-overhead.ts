@@ -403,20 +403,23 @@ export function engineOverheadSection(r: EngineOverheadResult): Section {
           : 'The CPU ratio misses too, so rdflow does more work per run; the breakdown above says where.') +
         ' See "Problems found".',
   ];
+  const gap = r.warm.engine.median - r.warm.plain.median;
+  const spill = r.warm.engine.median - r.warm.nospill.median;
   const problems = met
     ? []
     : [
         `Engine overhead (engine, runtime owners): a warm \`rdflow run\` takes ${ratio.toFixed(3)}× the plain script's wall ` +
-          `time (${(r.warm.engine.median - r.warm.plain.median).toFixed(0)} ms more per run between medians) and ` +
-          `${cpuRatio.toFixed(3)}× its CPU time. With the cache's disk tier off the ratio is ` +
-          `${r.warm.nospillRatio.median.toFixed(3)}× wall / ${r.warm.nospillCpuRatio.median.toFixed(3)}× CPU: every loop-body ` +
-          'output is v8-serialized and written with fs.writeFileSync on the main thread (server/engine/cache.ts ' +
-          'createSpillCache.put, called from execute.ts for each body node), also in a one-shot CLI run whose cache is ' +
-          'deleted at exit. Suggested fix: the CLI creates its engine without the disk tier (spillBytes 0, or a flag), ' +
-          'or spill only what a later run can reuse / only above a memory budget. Smaller parts: the worker-thread hop ' +
-          `${b.hopMs.toFixed(2)} ms per UNet call, validation ${b.validateMs.toFixed(1)} ms, previews ` +
-          `${b.previewMs.toFixed(1)} ms per clip. With real models (≥ 100 ms per UNet call) these fixed costs shrink ` +
-          'relative to the run.',
+          `time (${gap.toFixed(0)} ms more per run between medians) and ${cpuRatio.toFixed(3)}× its CPU time, on a run of ` +
+          `${r.unetCalls} UNet calls of ${r.warm.unetCallMs.median.toFixed(1)} ms. Attributed: the cache's disk tier ` +
+          `≈ ${spill.toFixed(0)} ms (engine with spillBytes 0: ${r.warm.nospillRatio.median.toFixed(3)}×; every loop-body ` +
+          'output is v8-serialized and written with fs.writeFileSync on the main thread in server/engine/cache.ts ' +
+          'createSpillCache.put, also in a one-shot CLI run whose cache is deleted at exit); the worker-thread hop ' +
+          `${b.hopMs.toFixed(2)} ms × ${r.unetCalls} UNet calls; validation ${b.validateMs.toFixed(1)} ms; previews ` +
+          `${b.previewMs.toFixed(1)} ms × 3. The rest (≈ ${Math.max(0, gap - spill - explained).toFixed(0)} ms) is not ` +
+          'attributed by these measurements: the engine bookkeeping and the inference worker (its own event loop and ' +
+          'structured clones) are the candidates; a CPU profile that includes the worker thread is the next step. ' +
+          'Suggested: the CLI skips the disk tier (its cache dies with the process); check whether the gap is per run ' +
+          'or per UNet call (with real models at ≥ 100 ms per call a per-run cost becomes negligible).',
       ];
   return {
     title: '1. Engine overhead',
