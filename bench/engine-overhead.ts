@@ -11,7 +11,15 @@ import { frameStrip } from '../nodes/lib/video/index.ts';
 import { cliPaths, runCli } from '../server/cli.ts';
 import { createEngine } from '../server/engine/index.ts';
 import { getRuntime } from '../server/runtime/index.ts';
-import { ENGINE_SETS, WORKFLOW, WORKFLOW_REL, setArgs, workflowPrompt, type BenchEnv } from './config.ts';
+import {
+  ENGINE_SETS,
+  engineSets,
+  WORKFLOW,
+  WORKFLOW_REL,
+  setArgs,
+  workflowPrompt,
+  type BenchEnv,
+} from './config.ts';
 import { openPlainModel, plainSettings, runPlain, type PlainModel, type PlainRun } from './plain.ts';
 import { RDFLOW_BIN, REPO, runNode, startWorker, tsxArgs } from './proc.ts';
 import { fmtSummary, mapSummary, mib, pairedRatios, summarize, type Summary } from './stats.ts';
@@ -20,7 +28,12 @@ import type { Section } from './report.ts';
 interface RunArgs {
   modelsDir: string;
   outDir: string;
+  /** DDIM steps per clip (default: ENGINE_SETS's). */
+  steps?: number;
 }
+
+/** DDIM steps of the longer comparison, which tells a per-run cost from a per-UNet-call one. */
+export const LONG_STEPS = 30;
 
 let plainModel: PlainModel | undefined;
 
@@ -58,7 +71,8 @@ export const engineTasks = {
   async 'engine.run'(a: RunArgs): Promise<Timed> {
     let err = '';
     const sink = { write: () => true };
-    const argv = ['run', WORKFLOW, ...setArgs(ENGINE_SETS), '--out', a.outDir, '--models-dir', a.modelsDir];
+    const sets = engineSets(a.steps);
+    const argv = ['run', WORKFLOW, ...setArgs(sets), '--out', a.outDir, '--models-dir', a.modelsDir];
     const cpu = process.cpuUsage();
     const t = performance.now();
     const code = await runCli(argv, { stdout: sink, stderr: { write: (s: string) => (err += s) } });
@@ -149,7 +163,11 @@ export const engineTasks = {
   /** One plain run; the first call also creates the sessions (reported as setupMs). */
   async 'plain.run'(a: RunArgs): Promise<PlainRun & Timed> {
     plainModel ??= await openPlainModel(path.join(a.modelsDir, 'bench'));
-    const settings = plainSettings(workflowPrompt(ENGINE_SETS), path.join(a.modelsDir, 'bench'), a.outDir);
+    const settings = plainSettings(
+      workflowPrompt(engineSets(a.steps)),
+      path.join(a.modelsDir, 'bench'),
+      a.outDir,
+    );
     const cpu = process.cpuUsage();
     const result = await runPlain(plainModel, settings);
     const cpuMs = cpuMsSince(cpu);
@@ -180,6 +198,8 @@ export interface EngineOverheadResult {
   /** Cold processes: spawn to exit ms, and peak RSS bytes. */
   cold: { engine: Summary; plain: Summary; ratio: Summary; engineRss: Summary; plainRss: Summary };
   unetCalls: number;
+  /** The same warm comparison with more steps per clip. */
+  long: { steps: number; engine: Summary; plain: Summary; ratio: Summary; cpuRatio: Summary };
   /** Medians over repetitions of each component. */
   breakdown: Breakdown;
 }
@@ -199,6 +219,7 @@ export async function benchEngineOverhead(
     unet: [] as number[],
   };
   let unetCalls = 0;
+  const long = { engine: [] as Timed[], plain: [] as Timed[] };
   const firstRun = { engine: 0, plain: 0 };
   const parts: Breakdown[] = [];
   try {
@@ -225,6 +246,18 @@ export async function benchEngineOverhead(
       log(
         `  warm ${i + 1}/${2 * env.reps}: rdflow ${warm.engine.at(-1)!.ms.toFixed(0)} ms (cpu ${warm.engine.at(-1)!.cpuMs.toFixed(0)}), ` +
           `plain ${warm.plain.at(-1)!.ms.toFixed(0)} ms (cpu ${warm.plain.at(-1)!.cpuMs.toFixed(0)})`,
+      );
+    }
+    // The same comparison on 3× the steps: a per-run cost keeps its ms, a per-call cost grows 3×.
+    for (let i = 0; i < env.reps; i++) {
+      const args = (name: string) => ({ ...out(name), steps: LONG_STEPS });
+      const order = i % 2 === 0 ? ['engine', 'plain'] : ['plain', 'engine'];
+      for (const which of order) {
+        if (which === 'engine') long.engine.push(await engine.call<Timed>('engine.run', args('engine')));
+        else long.plain.push(await plain.call<Timed>('plain.run', args('plain')));
+      }
+      log(
+        `  ${LONG_STEPS} steps ${i + 1}/${env.reps}: rdflow ${long.engine.at(-1)!.ms.toFixed(0)} ms, plain ${long.plain.at(-1)!.ms.toFixed(0)} ms`,
       );
     }
   } finally {
@@ -307,6 +340,23 @@ export async function benchEngineOverhead(
       plainRss: summarize(cold.plainRss),
     },
     unetCalls,
+    long: {
+      steps: LONG_STEPS,
+      engine: summarize(long.engine.map((t) => t.ms)),
+      plain: summarize(long.plain.map((t) => t.ms)),
+      ratio: summarize(
+        pairedRatios(
+          long.engine.map((t) => t.ms),
+          long.plain.map((t) => t.ms),
+        ),
+      ),
+      cpuRatio: summarize(
+        pairedRatios(
+          long.engine.map((t) => t.cpuMs),
+          long.plain.map((t) => t.cpuMs),
+        ),
+      ),
+    },
     breakdown: {
       validateMs: medianOf(parts.map((p) => p.validateMs)),
       unetRuntimeMs: medianOf(parts.map((p) => p.unetRuntimeMs)),
@@ -352,6 +402,12 @@ export function engineOverheadSection(r: EngineOverheadResult): Section {
       fmtSummary(r.warm.nospill, 0, ' ms'),
       `${fmtSummary(r.warm.nospillRatio, 3, '×')} wall, ${fmtSummary(r.warm.nospillCpuRatio, 3, '×')} CPU`,
       'createEngine({..., spillBytes: 0}).run(the same prompt) (task engine.nospill), interleaved with the rows above',
+    ],
+    [
+      `rdflow run vs plain script, warm, ${r.long.steps} steps per clip (${3 * r.long.steps} UNet calls): wall time`,
+      `${fmtSummary(r.long.engine, 0, ' ms')} vs ${fmtSummary(r.long.plain, 0, ' ms')}`,
+      `${fmtSummary(r.long.ratio, 3, '×')} wall, ${fmtSummary(r.long.cpuRatio, 3, '×')} CPU`,
+      `the warm rows with \`--set 6.steps=${r.long.steps}\`, ${r.long.engine.n} runs per side, interleaved`,
     ],
     [
       'plain script: time inside onnxruntime session.run()',
@@ -404,29 +460,41 @@ export function engineOverheadSection(r: EngineOverheadResult): Section {
         ' See "Problems found".',
   ];
   const gap = r.warm.engine.median - r.warm.plain.median;
+  const longGap = r.long.engine.median - r.long.plain.median;
   const spill = r.warm.engine.median - r.warm.nospill.median;
+  // A gap that stays put with 3× the UNet calls is a per-run cost; one that grows with them is per call.
+  const perRun = Math.abs(longGap - gap) < Math.max(gap, 1) * 0.5;
+  const spillText =
+    spill > 0.01 * r.warm.plain.median
+      ? `the cache's disk tier ≈ ${spill.toFixed(0)} ms (engine with spillBytes 0: ${r.warm.nospillRatio.median.toFixed(3)}×; ` +
+        'every loop-body output is v8-serialized and written with fs.writeFileSync on the main thread, ' +
+        'server/engine/cache.ts createSpillCache.put, also in a one-shot CLI run whose cache is deleted at exit; ' +
+        'the CLI could skip that tier)'
+      : `not the cache's disk tier (the engine with spillBytes 0 runs at ${r.warm.nospillRatio.median.toFixed(3)}×, no faster)`;
   const problems = met
     ? []
     : [
         `Engine overhead (engine, runtime owners): a warm \`rdflow run\` takes ${ratio.toFixed(3)}× the plain script's wall ` +
           `time (${gap.toFixed(0)} ms more per run between medians) and ${cpuRatio.toFixed(3)}× its CPU time, on a run of ` +
-          `${r.unetCalls} UNet calls of ${r.warm.unetCallMs.median.toFixed(1)} ms. Attributed: the cache's disk tier ` +
-          `≈ ${spill.toFixed(0)} ms (engine with spillBytes 0: ${r.warm.nospillRatio.median.toFixed(3)}×; every loop-body ` +
-          'output is v8-serialized and written with fs.writeFileSync on the main thread in server/engine/cache.ts ' +
-          'createSpillCache.put, also in a one-shot CLI run whose cache is deleted at exit); the worker-thread hop ' +
-          `${b.hopMs.toFixed(2)} ms × ${r.unetCalls} UNet calls; validation ${b.validateMs.toFixed(1)} ms; previews ` +
-          `${b.previewMs.toFixed(1)} ms × 3. The rest (≈ ${Math.max(0, gap - spill - explained).toFixed(0)} ms) is not ` +
-          'attributed by these measurements: the engine bookkeeping and the inference worker (its own event loop and ' +
-          'structured clones) are the candidates; a CPU profile that includes the worker thread is the next step. ' +
-          'Suggested: the CLI skips the disk tier (its cache dies with the process); check whether the gap is per run ' +
-          'or per UNet call (with real models at ≥ 100 ms per call a per-run cost becomes negligible).',
+          `${r.unetCalls} UNet calls of ${r.warm.unetCallMs.median.toFixed(1)} ms. With ${r.long.steps} steps ` +
+          `(${3 * r.long.steps} calls) the gap is ${longGap.toFixed(0)} ms and the ratio ${r.long.ratio.median.toFixed(3)}×: ` +
+          (perRun
+            ? 'a fixed cost per run, not per UNet call, so it fades with longer runs and real models (≥ 100 ms per call). '
+            : 'it grows with the number of UNet calls, so it is a per-call cost. ') +
+          `Measured parts: ${spillText}; the worker-thread hop ${b.hopMs.toFixed(2)} ms × ${r.unetCalls} UNet calls; ` +
+          `validation ${b.validateMs.toFixed(1)} ms; previews ${b.previewMs.toFixed(1)} ms × 3 (≈ ${explained.toFixed(0)} ms ` +
+          `together). The rest (≈ ${Math.max(0, gap - Math.max(0, spill) - explained).toFixed(0)} ms) is not attributed by ` +
+          'these measurements: engine bookkeeping (planning, signatures, events) and the inference worker (its event loop, ' +
+          'structured clones) are the candidates; a CPU profile that includes the worker thread is the next step.',
       ];
   return {
     title: '1. Engine overhead',
     problems,
     goal: `rdflow run / plain script ≤ ${ENGINE_GOAL}×`,
     met,
-    headline: `${fmtSummary(r.warm.ratio, 3, '×')} warm wall, ${fmtSummary(r.warm.cpuRatio, 3, '×')} warm CPU; ${fmtSummary(r.cold.ratio, 3, '×')} cold process`,
+    headline:
+      `${fmtSummary(r.warm.ratio, 3, '×')} warm wall, ${fmtSummary(r.warm.cpuRatio, 3, '×')} warm CPU; ` +
+      `${r.long.ratio.median.toFixed(3)}× at ${r.long.steps} steps; ${fmtSummary(r.cold.ratio, 3, '×')} cold process`,
     columns: ['what', 'median (min–max)', 'ratio to plain', 'how to reproduce'],
     rows,
     notes,

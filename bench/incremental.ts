@@ -164,8 +164,9 @@ export function incrementalSection(r: IncrementalResult): Section {
         `Incremental fps change (nodes: VideoWrite, video owners): changing only VideoWrite.fps re-runs ${r.fps.median.toFixed(0)} ms ` +
           `= ${(r.fpsFraction.median * 100).toFixed(1)} % of the ${r.full.median.toFixed(0)} ms full run (goal 3 %). The engine ` +
           'already re-runs only that writer (everything upstream is a cache hit), but the writer encodes every frame again ' +
-          `in a new ffmpeg process: encoding the same frames alone takes ${r.encodeFloor.median.toFixed(0)} ms, the rest is ` +
-          'reading the cached frames back from the disk tier and per-clip writer calls. Suggested fix: an fps-only change ' +
+          `in a new ffmpeg process: encoding the same frames alone takes ${r.encodeFloor.median.toFixed(0)} ms; the other ` +
+          `≈ ${Math.max(0, r.fps.median - r.encodeFloor.median).toFixed(0)} ms are validation, the loop walking its ` +
+          "iterations again and each clip's frames read back from the cache's disk tier. Suggested fix: an fps-only change " +
           'rewrites timestamps instead of re-encoding (ffmpeg -itsscale or the setts bitstream filter with -c copy on the ' +
           'previous output, milliseconds), e.g. by caching the encoded stream per VideoWrite; GIF needs its frame delays ' +
           'rewritten the same way.',

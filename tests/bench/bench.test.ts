@@ -109,6 +109,7 @@ function engine(ratio: number): EngineOverheadResult {
       plainRss: S(160 * 2 ** 20),
     },
     unetCalls: 30,
+    long: { steps: 30, engine: S(3000 * ratio), plain: S(3000), ratio: S(ratio), cpuRatio: S(ratio) },
     breakdown: {
       validateMs: 4,
       unetRuntimeMs: 30,
