@@ -459,11 +459,14 @@ export function engineOverheadSection(r: EngineOverheadResult): Section {
           : 'The CPU ratio misses too, so rdflow does more work per run; the breakdown above says where.') +
         ' See "Problems found".',
   ];
-  const gap = r.warm.engine.median - r.warm.plain.median;
-  const longGap = r.long.engine.median - r.long.plain.median;
+  // Gaps from the paired ratios (what the headline reports), in ms of the plain run.
+  const gap = (ratio - 1) * r.warm.plain.median;
+  const longGap = (r.long.ratio.median - 1) * r.long.plain.median;
   const spill = r.warm.engine.median - r.warm.nospill.median;
-  // A gap that stays put with 3× the UNet calls is a per-run cost; one that grows with them is per call.
-  const perRun = Math.abs(longGap - gap) < Math.max(gap, 1) * 0.5;
+  // gap = perRun + perCall · calls, from the two step counts.
+  const longCalls = 3 * r.long.steps;
+  const perCall = (longGap - gap) / (longCalls - r.unetCalls);
+  const perRun = gap - perCall * r.unetCalls;
   const spillText =
     spill > 0.01 * r.warm.plain.median
       ? `the cache's disk tier ≈ ${spill.toFixed(0)} ms (engine with spillBytes 0: ${r.warm.nospillRatio.median.toFixed(3)}×; ` +
@@ -475,12 +478,11 @@ export function engineOverheadSection(r: EngineOverheadResult): Section {
     ? []
     : [
         `Engine overhead (engine, runtime owners): a warm \`rdflow run\` takes ${ratio.toFixed(3)}× the plain script's wall ` +
-          `time (${gap.toFixed(0)} ms more per run between medians) and ${cpuRatio.toFixed(3)}× its CPU time, on a run of ` +
+          `time (≈ ${gap.toFixed(0)} ms more per run) and ${cpuRatio.toFixed(3)}× its CPU time, on a run of ` +
           `${r.unetCalls} UNet calls of ${r.warm.unetCallMs.median.toFixed(1)} ms. With ${r.long.steps} steps ` +
-          `(${3 * r.long.steps} calls) the gap is ${longGap.toFixed(0)} ms and the ratio ${r.long.ratio.median.toFixed(3)}×: ` +
-          (perRun
-            ? 'a fixed cost per run, not per UNet call, so it fades with longer runs and real models (≥ 100 ms per call). '
-            : 'it grows with the number of UNet calls, so it is a per-call cost. ') +
+          `(${longCalls} calls) the gap is ${longGap.toFixed(0)} ms and the ratio ${r.long.ratio.median.toFixed(3)}×. ` +
+          `Fitting gap = a + b·calls to the two step counts: a ≈ ${perRun.toFixed(0)} ms per run, b ≈ ` +
+          `${perCall.toFixed(2)} ms per UNet call (noisy: two points on a shared machine). ` +
           `Measured parts: ${spillText}; the worker-thread hop ${b.hopMs.toFixed(2)} ms × ${r.unetCalls} UNet calls; ` +
           `validation ${b.validateMs.toFixed(1)} ms; previews ${b.previewMs.toFixed(1)} ms × 3 (≈ ${explained.toFixed(0)} ms ` +
           `together). The rest (≈ ${Math.max(0, gap - Math.max(0, spill) - explained).toFixed(0)} ms) is not attributed by ` +
