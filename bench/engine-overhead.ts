@@ -456,7 +456,7 @@ export function engineOverheadSection(r: EngineOverheadResult): Section {
         (cpuRatio <= ENGINE_GOAL
           ? 'The CPU time ratio meets the goal: rdflow does not do measurably more work; the wall-time gap is ' +
             'waiting, e.g. each UNet call crossing to the worker thread and back on a loaded 2-core machine.'
-          : 'The CPU ratio misses too, so rdflow does more work per run; the breakdown above says where.') +
+          : 'The CPU ratio misses too, so rdflow does more work, not only more waiting.') +
         ' See "Problems found".',
   ];
   // Gaps from the paired ratios (what the headline reports), in ms of the plain run.

@@ -144,8 +144,8 @@ export function memorySection(r: MemoryResult): Section {
   const levelsOff = last.rss.median / at(GOAL_HIGH) <= 1.05;
   const why = levelsOff
     ? `It levels off rather than growing with K: ${last.clips} clips peak at ${mib(last.rss.median).toFixed(0)} MiB, ` +
-      `${((last.rss.median / at(GOAL_HIGH) - 1) * 100).toFixed(1)} % from ${GOAL_HIGH} clips, so nothing is kept per clip; ` +
-      'the rise is garbage from the first clips (each clip allocates its decoded frames, 6 MiB, plus latents and RGB ' +
+      `${((last.rss.median / at(GOAL_HIGH) - 1) * 100).toFixed(1)} % from ${GOAL_HIGH} clips, so nothing accumulates per clip; ` +
+      'the rise is most likely garbage from the first clips (each clip allocates its decoded frames, 6 MiB, plus latents and RGB ' +
       'buffers) that V8 collects only once its heap and external-memory limits have grown, which a 2-clip run never reaches.'
     : `It keeps growing (${last.clips} clips: ${mib(last.rss.median).toFixed(0)} MiB): something is kept per clip ` +
       '(loop iteration values, cache entries, writer buffers).';
