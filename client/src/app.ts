@@ -221,7 +221,11 @@ export async function startApp(): Promise<App> {
     saveWorkflow(serialize());
     redraw();
   };
-  const undo = (): void => restore(history.undo());
+  const undo = (): void => {
+    // An edit not yet recorded (its pointer/key-up still pending) is a step of its own.
+    commit();
+    restore(history.undo());
+  };
   const redo = (): void => restore(history.redo());
 
   const onMessage = (msg: ServerMessage): void => {

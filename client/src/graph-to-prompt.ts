@@ -39,6 +39,8 @@ export type CanvasLink =
 export interface CanvasWorkflow {
   nodes: CanvasNode[];
   links?: CanvasLink[];
+  groups?: unknown[];
+  extra?: Record<string, unknown>;
   version?: number;
   [key: string]: unknown;
 }

@@ -406,6 +406,33 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
     expect(await promptOf()).toEqual(before);
   });
 
+  it('groups the selected nodes (Ctrl+G), deletes them (Delete), and undoes both', async () => {
+    const { page } = editor;
+    const counts = () =>
+      page.evaluate(() => ({
+        nodes: window.rdflow!.graph.nodes.length,
+        groups: window.rdflow!.serialize().groups?.length ?? 0,
+      }));
+    const start = await counts();
+    const prompts = [idOf('TextEncode', /positive/i), idOf('TextEncode', /negative/i)];
+    await page.evaluate((ids) => {
+      const app = window.rdflow!;
+      app.canvas.deselectAll();
+      for (const id of ids) app.canvas.selectNode(app.graph.getNodeById(id)!, true);
+    }, prompts);
+    await page.locator('#graph-canvas').focus();
+    await page.keyboard.press('Control+g');
+    expect(await counts()).toEqual({ nodes: start.nodes, groups: start.groups + 1 });
+    await page.keyboard.press('Delete');
+    await expect.poll(counts).toEqual({ nodes: start.nodes - 2, groups: start.groups + 1 });
+    await page.keyboard.press('Control+z');
+    await expect.poll(counts).toEqual({ nodes: start.nodes, groups: start.groups + 1 });
+    await page.keyboard.press('Control+z');
+    await expect.poll(counts).toEqual(start);
+    await page.keyboard.press('Control+y');
+    await expect.poll(counts).toEqual({ nodes: start.nodes, groups: start.groups + 1 });
+  });
+
   it('adds a node from the search box opened by double-clicking the canvas', async () => {
     const { page } = editor;
     const count = await page.evaluate(() => window.rdflow!.graph.nodes.length);
