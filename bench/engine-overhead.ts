@@ -462,7 +462,7 @@ export function engineOverheadSection(r: EngineOverheadResult): Section {
   // Gaps from the paired ratios (what the headline reports), in ms of the plain run.
   const gap = (ratio - 1) * r.warm.plain.median;
   const longGap = (r.long.ratio.median - 1) * r.long.plain.median;
-  const spill = r.warm.engine.median - r.warm.nospill.median;
+  const spill = (ratio - r.warm.nospillRatio.median) * r.warm.plain.median;
   // gap = perRun + perCall · calls, from the two step counts.
   const longCalls = 3 * r.long.steps;
   const perCall = (longGap - gap) / (longCalls - r.unetCalls);
