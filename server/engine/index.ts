@@ -26,7 +26,9 @@ import { createRegistry } from './registry.ts';
 import type { Engine, EngineOptions } from './types.ts';
 import { validatePrompt } from './validate.ts';
 
-export { toApiPrompt, WorkflowFormatError, isCanvasWorkflow } from './workflow.ts';
+export { toApiPrompt, widgetsFromDef, WorkflowFormatError, isCanvasWorkflow } from './workflow.ts';
+export { canvasToApi, objectInfoLookup, widgetsFromObjectInfo } from './canvas.ts';
+export type { CanvasWorkflow, NodeWidgets, WidgetDesc, WidgetLookup, ObjectInfoNode } from './canvas.ts';
 export { createRegistry, nodeObjectInfo, inputConfig } from './registry.ts';
 export type { Registry, ObjectInfoEntry } from './registry.ts';
 export type { CacheStats } from './cache.ts';
