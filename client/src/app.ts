@@ -6,7 +6,13 @@ import type { IContextMenuValue, LGraphNode } from '@comfyorg/litegraph';
 import { PromptRejectedError, createApi, type Api } from './api.ts';
 import { drawCanvasDecorations, drawNodeDecorations } from './decorations.ts';
 import { describeNodeErrors, messageOf, toast } from './errors.ts';
-import { MODE_BYPASSED, MODE_MUTED, graphToPrompt, type CanvasWorkflow } from './graph-to-prompt.ts';
+import {
+  MODE_BYPASSED,
+  MODE_MUTED,
+  canvasToApi,
+  objectInfoLookup,
+  type CanvasWorkflow,
+} from '../../server/engine/canvas.ts';
 import { OutputView, filesOf } from './output.ts';
 import { QueuePanel } from './queue-panel.ts';
 import { applySeedControls, nodeInfoOf, registerNodeTypes } from './registry.ts';
@@ -180,7 +186,9 @@ export async function startApp(): Promise<App> {
     loadWorkflow(await loadShippedWorkflow(name), name);
   };
 
-  const toPrompt = (): ApiPrompt => graphToPrompt(serialize(), objectInfo);
+  // The converter the CLI and server use, reading each node type's widgets from /object_info.
+  const widgetsOf = objectInfoLookup(objectInfo);
+  const toPrompt = (): ApiPrompt => canvasToApi(serialize(), widgetsOf);
 
   const queue = async (): Promise<string | undefined> => {
     let prompt: ApiPrompt;

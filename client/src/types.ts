@@ -1,5 +1,9 @@
 // Shapes of the server protocol (api.md) as the editor reads them. Kept structural and lenient:
 // the server may add fields, and the client ignores what it does not know.
+// The prompt and its validation errors are the engine's own types (the server sends them as is).
+import type { ApiPrompt, NodeErrors } from '../../server/engine/types.ts';
+
+export type { ApiPrompt, NodeErrorItem, NodeErrors } from '../../server/engine/types.ts';
 
 /** One input as /object_info writes it: `["INT", {min, max}]`, `[["a", "b"], {default}]`, `["LATENT"]`. */
 export type InputConfig = [type: string | string[], options?: InputOptions];
@@ -34,24 +38,6 @@ export interface NodeInfo {
 }
 
 export type ObjectInfo = Record<string, NodeInfo>;
-
-/** API format: node id → class_type and inputs (literal or `[source id, output index]`). */
-export type ApiPrompt = Record<
-  string,
-  { class_type: string; inputs: Record<string, unknown>; _meta?: { title?: string } }
->;
-
-export interface NodeErrorItem {
-  type: string;
-  message: string;
-  details?: string;
-  extra_info?: { input_name?: string; [key: string]: unknown };
-}
-
-export type NodeErrors = Record<
-  string,
-  { errors: NodeErrorItem[]; dependent_outputs?: string[]; class_type?: string }
->;
 
 export interface PromptErrorBody {
   error: { type: string; message: string; details?: string; extra_info?: Record<string, unknown> } | string;

@@ -3,7 +3,7 @@
 // API-format workflow on the canvas (API files carry no positions).
 import { LiteGraph } from '@comfyorg/litegraph';
 import type { LGraph, LGraphNode } from '@comfyorg/litegraph';
-import { isCanvasWorkflow, type CanvasWorkflow } from './graph-to-prompt.ts';
+import { isCanvasWorkflow, type CanvasWorkflow } from '../../server/engine/canvas.ts';
 import type { ApiPrompt } from './types.ts';
 
 type Widget = NonNullable<LGraphNode['widgets']>[number];

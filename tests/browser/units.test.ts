@@ -1,19 +1,25 @@
-// The editor's pure modules, without a browser: the canvas → API conversion gives the same prompt
-// as the engine's for every shipped workflow and for the canvas rules (bypass, mute, reroute, seed
-// control), and the run state, undo history, widget rules and preview frames behave as specified.
+// The editor's pure modules, without a browser: the shared canvas → API converter reads the same
+// widgets from /object_info as from the node declarations (same prompt for every shipped workflow
+// and for the canvas rules: bypass, mute, reroute, seed control), and the run state, undo history,
+// widget rules and preview frames behave as specified.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parsePreviewFrame } from '../../client/src/api.ts';
-import { graphToPrompt, type CanvasWorkflow } from '../../client/src/graph-to-prompt.ts';
 import { nextSeed, normalizeNumber, orderedInputs, readInput } from '../../client/src/node-info.ts';
 import { RunState } from '../../client/src/run-state.ts';
 import type { ObjectInfo, ServerMessage } from '../../client/src/types.ts';
 import { UndoHistory } from '../../client/src/undo.ts';
 import { classifyWorkflow } from '../../client/src/workflows.ts';
 import { allNodes } from '../../nodes/index.ts';
-import { createRegistry, toApiPrompt } from '../../server/engine/index.ts';
+import {
+  canvasToApi,
+  createRegistry,
+  objectInfoLookup,
+  toApiPrompt,
+  type CanvasWorkflow,
+} from '../../server/engine/index.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-client-'));
@@ -26,18 +32,23 @@ const env = {
   },
 };
 const objectInfo = createRegistry(allNodes).objectInfo(env) as unknown as ObjectInfo;
+/** What the editor converts with: the widgets as /object_info describes them. */
+const editorWidgets = objectInfoLookup(objectInfo);
 
 const canvasFiles = fs
   .readdirSync(path.join(repoRoot, 'workflows'))
   .filter((f) => f.endsWith('.canvas.json'));
 
 describe('canvas → API conversion', () => {
-  it.each(canvasFiles)('%s converts to the prompt the engine builds from the same file', (file) => {
-    const json = JSON.parse(
-      fs.readFileSync(path.join(repoRoot, 'workflows', file), 'utf8'),
-    ) as CanvasWorkflow;
-    expect(graphToPrompt(json, objectInfo)).toEqual(toApiPrompt(json, allNodes));
-  });
+  it.each(canvasFiles)(
+    '%s gives the same prompt with widgets from /object_info as from the node declarations',
+    (file) => {
+      const json = JSON.parse(fs.readFileSync(path.join(repoRoot, 'workflows', file), 'utf8')) as unknown;
+      const prompt = canvasToApi(json, editorWidgets);
+      expect(Object.keys(prompt).length).toBeGreaterThan(0);
+      expect(prompt).toEqual(toApiPrompt(json, allNodes));
+    },
+  );
 
   // Noise → FNR (bypassed) → PNS, a muted sampler, a reroute between noise and a second FNR.
   const workflow: CanvasWorkflow = {
@@ -78,7 +89,7 @@ describe('canvas → API conversion', () => {
   }
 
   it('follows reroutes, passes bypassed nodes through, drops muted nodes and notes, skips seed controls', () => {
-    const prompt = graphToPrompt(workflow, objectInfo);
+    const prompt = canvasToApi(workflow, editorWidgets);
     expect(Object.keys(prompt).sort()).toEqual(['1', '3', '5']);
     expect(prompt['1'].inputs).toEqual({ seed: 7, frames: 8, width: 64, height: 64, batch_size: 1 });
     expect(prompt['1']._meta?.title).toBe('Noise');
@@ -87,14 +98,6 @@ describe('canvas → API conversion', () => {
     expect(prompt['3'].inputs.seed).toBe(11);
     expect(prompt['5'].inputs.noise).toEqual(['1', 0]);
     expect(prompt).toEqual(toApiPrompt(workflow, allNodes));
-  });
-
-  it('wraps list values so they are not read as links', () => {
-    const wf: CanvasWorkflow = {
-      nodes: [{ id: 1, type: 'TextEncode', widgets_values: [['a', 'b']] }],
-      links: [],
-    };
-    expect(graphToPrompt(wf, objectInfo)['1'].inputs.text).toEqual({ __value__: ['a', 'b'] });
   });
 
   it('tells canvas format from API format', () => {
@@ -174,8 +177,15 @@ describe('run state from WebSocket messages', () => {
     state.reject({
       '6': {
         errors: [
-          { type: 'required_input_missing', message: 'missing', extra_info: { input_name: 'positive' } },
+          {
+            type: 'required_input_missing',
+            message: 'missing',
+            details: 'positive',
+            extra_info: { input_name: 'positive' },
+          },
         ],
+        dependent_outputs: ['9'],
+        class_type: 'DDIMSampler',
       },
     });
     expect(state.phase).toBe('invalid');

@@ -1,6 +1,16 @@
-// Workflow JSON → API prompt: API format is checked, canvas (litegraph) format is converted.
+// Workflow JSON → API prompt: API format is checked, canvas (litegraph) format is converted, with
+// the node types' widgets read from their declarations (CLI, server) or from /object_info (editor).
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { toApiPrompt, WorkflowFormatError } from '../../server/engine/index.ts';
+import {
+  canvasToApi,
+  createRegistry,
+  objectInfoLookup,
+  toApiPrompt,
+  widgetsFromObjectInfo,
+  WorkflowFormatError,
+} from '../../server/engine/index.ts';
 import { testNodes } from '../helpers/engine-nodes.ts';
 
 type Link = [number, number, number, number, number, string];
@@ -207,6 +217,45 @@ describe('canvas → API conversion', () => {
   test('malformed canvas JSON is a WorkflowFormatError naming the field', () => {
     expect(() => toApiPrompt({ nodes: [{ id: 1 }], links: [] }, testNodes)).toThrow(WorkflowFormatError);
     expect(() => toApiPrompt({ nodes: [{ id: 1 }], links: [] }, testNodes)).toThrow(/nodes\.0\.type/);
+  });
+});
+
+describe("widgets read from /object_info (the editor's side)", () => {
+  const dir = path.join(os.tmpdir(), 'rdflow-workflow-test');
+  const paths = { output: dir, input: dir, temp: dir, models: dir };
+  const lookup = objectInfoLookup(createRegistry(testNodes).objectInfo({ paths }));
+
+  test('convert every canvas rule to the prompt the node declarations give', () => {
+    expect(canvasToApi(canvas(links), lookup)).toEqual(expected);
+  });
+
+  test('are the widget inputs in input_order, combos in both forms, seed control and defaults kept', () => {
+    const widgets = widgetsFromObjectInfo({
+      display_name: 'Sampler',
+      input: {
+        required: {
+          latent: ['LATENT'],
+          seed: ['INT', { default: 0, control_after_generate: true }],
+          mode: [['a', 'b'], { default: 'b' }],
+        },
+        optional: { label: ['STRING', { default: '' }], kind: ['COMBO', { options: ['x'] }] },
+      },
+      input_order: { required: ['mode', 'latent', 'seed'], optional: ['kind', 'label'] },
+    });
+    expect(widgets).toEqual({
+      displayName: 'Sampler',
+      widgets: [
+        { name: 'mode', kind: 'COMBO', default: 'b' },
+        { name: 'seed', kind: 'INT', default: 0, controlAfterGenerate: true },
+        { name: 'kind', kind: 'COMBO' },
+        { name: 'label', kind: 'STRING', default: '' },
+      ],
+    });
+  });
+
+  test('an unknown class is sent without widgets, for validation to report', () => {
+    const prompt = canvasToApi({ nodes: [{ id: 3, type: 'toString', widgets_values: [1] }] }, lookup);
+    expect(prompt['3']).toEqual({ class_type: 'toString', inputs: {}, _meta: { title: 'toString' } });
   });
 });
 
