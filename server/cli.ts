@@ -280,7 +280,9 @@ async function cmdRun(
   }
 
   const paths = cliPaths(cwd, { out: values.out, input: values['input-dir'], models: values['models-dir'] });
-  const engine = createEngine({ nodes, paths });
+  // One prompt per process: nothing re-runs here, so the disk tier (which exists so that re-runs
+  // can reuse loop-body outputs) would only cost a serialize and a file write per body output.
+  const engine = createEngine({ nodes, paths, spillBytes: 0 });
   const classOf = (id: string) => prompt[id]?.class_type ?? '?';
   const controller = new AbortController();
   const onSigint = () => controller.abort();

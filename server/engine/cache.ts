@@ -201,6 +201,8 @@ export function createSpillCache(tempRoot: string, maxBytes: number, maxEntries 
     /** Stores the values if they serialize faithfully; returns whether they were stored. */
     put(sig: string, values: unknown[]): boolean {
       if (entries.has(sig)) return true;
+      // A disabled tier (budget 0) stores nothing: skip measuring and serializing too.
+      if (maxBytes <= 0) return false;
       if (!measureValue(values).plain) return false;
       let bytes: Buffer;
       try {
