@@ -24,7 +24,8 @@ export const vaeDecodeNode = defineNode({
   async run({ vae, latent: linked, frames_per_batch }, ctx) {
     const latent = requireTensor(linked, 'latent', 5, '[B,C,F,h,w]');
     const images = await vae.decode(latent, frames_per_batch ?? 8, ctx.signal);
-    ctx.preview({ format: 'png', data: frameStrip(images) });
+    // Encoding the strip costs milliseconds per clip: only when the host shows previews.
+    if (ctx.previews !== false) ctx.preview({ format: 'png', data: frameStrip(images) });
     return { outputs: [images] };
   },
 });

@@ -294,6 +294,8 @@ async function cmdRun(
     const result = await engine.run(prompt, {
       promptId: `cli-${Date.now()}`,
       signal: controller.signal,
+      // The terminal shows no images: nodes need not encode previews (a PNG per clip).
+      previews: false,
       onEvent: (e) => {
         if (e.type === 'execution_error') errorEvent = e;
         reporter.onEvent(e);

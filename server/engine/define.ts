@@ -126,6 +126,11 @@ export interface RunContext {
   progress(value: number, max: number): void;
   /** A preview image (binary WebSocket frame). */
   preview(image: { format: 'jpeg' | 'png'; data: Uint8Array }): void;
+  /**
+   * False when the host shows no previews (a CLI run): a node may skip the work of encoding one,
+   * and preview() drops it. Absent means previews are wanted.
+   */
+  readonly previews?: boolean;
   /** Partial UI output sent at once (`executed`) without waiting for the node to finish the loop. */
   emitUi(ui: UiOutput): void;
   /**

@@ -74,6 +74,7 @@ interface RunState extends ExecuteDeps {
   promptId: string;
   signal: AbortSignal;
   emit: (e: EngineEvent) => void;
+  previews: boolean;
   executed: Set<string>;
   outputs: Record<string, UiOutput>;
   nodeState: Map<string, Record<string, unknown>>;
@@ -201,7 +202,9 @@ function makeContext(st: RunState, slot: Slot): RunContext {
         ...(slot.loop ? { iteration: slot.loop.iteration, iterations: slot.loop.iterations } : {}),
       });
     },
+    previews: st.previews,
     preview(image) {
+      if (!st.previews) return;
       st.emit({
         type: 'preview',
         promptId: st.promptId,
@@ -622,6 +625,8 @@ export interface ExecuteOptions {
   promptId: string;
   signal: AbortSignal;
   emit: (e: EngineEvent) => void;
+  /** Whether the host shows previews (default true). */
+  previews?: boolean;
 }
 
 /** Runs a validated plan; never throws (a failing node becomes an execution_error). */
@@ -631,6 +636,7 @@ export async function executePlan(deps: ExecuteDeps, opts: ExecuteOptions): Prom
     promptId: opts.promptId,
     signal: opts.signal,
     emit: opts.emit,
+    previews: opts.previews ?? true,
     executed: new Set(),
     outputs: {},
     nodeState: new Map(),

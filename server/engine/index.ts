@@ -84,6 +84,7 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
             {
               promptId: options.promptId,
               signal: options.signal ?? new AbortController().signal,
+              previews: options.previews,
               emit: (event) => {
                 try {
                   options.onEvent?.(event);

@@ -83,6 +83,8 @@ export interface RunOptions {
   promptId: string;
   signal?: AbortSignal;
   onEvent?: (event: EngineEvent) => void;
+  /** False: the host shows no previews; none are made or sent (default true). */
+  previews?: boolean;
 }
 
 export interface EngineOptions {

@@ -2,7 +2,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import type { ApiPrompt } from '../../server/engine/types.ts';
+import { defineNode } from '../../server/engine/define.ts';
+import { createEngine } from '../../server/engine/index.ts';
+import type { ApiPrompt, EngineEvent } from '../../server/engine/types.ts';
 import { eventsOf, setupEngine } from './setup.ts';
 
 let t: ReturnType<typeof setupEngine>;
@@ -173,6 +175,42 @@ describe('execution', () => {
     expect([...previews[0].data]).toEqual([0x89, 0x50, 0x4e, 0x47]);
     expect(eventsOf(events, 'executed').map((e) => e.output)).toEqual([{ partial: [4] }, { final: [4] }]);
     expect(result).toMatchObject({ outputs: { '2': { partial: [4], final: [4] } } });
+  });
+
+  test('a host that shows no previews gets none; ctx.previews tells nodes so', async () => {
+    t = setupEngine();
+    const seen: (boolean | undefined)[] = [];
+    const probe = defineNode({
+      name: 'TestPreviewProbe',
+      displayName: 'Test Preview Probe',
+      category: 'testing',
+      description: 'Output node recording ctx.previews.',
+      outputNode: true,
+      inputs: { required: {} },
+      outputs: [],
+      run(_inputs, ctx) {
+        seen.push(ctx.previews);
+        return { outputs: [] };
+      },
+    });
+    const engine = createEngine({ nodes: [...t.nodes, probe], paths: t.paths });
+    const prompt: ApiPrompt = {
+      '1': { class_type: 'TestInt', inputs: { value: 4 } },
+      '2': { class_type: 'TestPreview', inputs: { value: ['1', 0] } },
+      '3': { class_type: 'TestPreviewProbe', inputs: {} },
+    };
+    try {
+      for (const previews of [false, undefined]) {
+        engine.clearCache(); // both runs execute every node
+        const events: EngineEvent[] = [];
+        const result = await engine.run(prompt, { promptId: 'p', previews, onEvent: (e) => events.push(e) });
+        expect(result).toMatchObject({ status: 'success', outputs: { '2': { partial: [4], final: [4] } } });
+        expect(eventsOf(events, 'preview')).toHaveLength(previews === false ? 0 : 1);
+      }
+    } finally {
+      engine.close();
+    }
+    expect(seen).toEqual([false, true]);
   });
 
   test('progress events come from ctx.progress', async () => {
