@@ -3,12 +3,21 @@
 // trajectory. Returns the clip's latent and the memory-lean record the next clip reads.
 import { defineNode, input, output } from '../server/engine/define.ts';
 import type { UNetModel } from '../server/runtime/types.ts';
-import { parseSchedulerConfig } from './lib/ddim.ts';
+import { ddimTimesteps, parseSchedulerConfig, type DdimConfig } from './lib/ddim.ts';
 import { sampleClip } from './lib/sampler.ts';
 import type { Tensor } from './lib/tensor-type.ts';
 import type { DsgRecord } from './lib/vidrd.ts';
 import { MAX_SEED } from './noise-init.ts';
 import { requireTensor } from './checks.ts';
+
+/** Checks `steps` against the scheduler before any model call, naming the input. */
+function checkSteps(scheduler: DdimConfig, steps: number): void {
+  try {
+    ddimTimesteps(scheduler, steps);
+  } catch (e) {
+    throw new Error(`input "steps": ${(e as Error).message}`, { cause: e });
+  }
+}
 
 /** Links from LoopStart are typed '*': a record, or nothing (the first clip), must be what arrived. */
 function previousRecord(v: unknown): DsgRecord | undefined {
@@ -67,6 +76,8 @@ export const ddimSamplerNode = defineNode({
         `input "reference_frames": ${inp.reference_frames} exceeds the ${noise.shape[2]} frames of the noise`,
       );
     }
+    const scheduler = parseSchedulerConfig(inp.scheduler);
+    checkSteps(scheduler, inp.steps);
     const { latent, record } = await sampleClip({
       noise,
       positive: requireTensor(inp.positive, 'positive', 3, 'conditioning [1,L,D]'),
@@ -75,7 +86,7 @@ export const ddimSamplerNode = defineNode({
       cfg: inp.cfg,
       eta: inp.eta,
       seed: BigInt(inp.seed),
-      scheduler: parseSchedulerConfig(inp.scheduler),
+      scheduler,
       previous: previousRecord(inp.previous),
       beta: inp.beta,
       referenceFrames: inp.reference_frames,

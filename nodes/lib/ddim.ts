@@ -124,12 +124,10 @@ function roundHalfEven(x: number): number {
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** The S model timesteps, noisiest first (diffusers' set_timesteps). */
-export function ddimTimesteps(cfg: DdimConfig, steps: number): number[] {
+// The S timesteps for a spacing, unchecked: "leading" adds steps_offset, which can reach past the
+// last trained timestep (S = 1000, offset 1 gives 1000).
+function spacedTimesteps(cfg: DdimConfig, steps: number): number[] {
   const n = cfg.num_train_timesteps;
-  if (!Number.isInteger(steps) || steps < 1 || steps > n) {
-    throw new Error(`steps must be an integer from 1 to ${n} (num_train_timesteps), got ${steps}`);
-  }
   const out: number[] = [];
   if (cfg.timestep_spacing === 'linspace') {
     // np.linspace(0, n-1, S).round()[::-1]
@@ -145,6 +143,32 @@ export function ddimTimesteps(cfg: DdimConfig, steps: number): number[] {
     // float rounding, the last one becoming -1; we keep exactly S.
     const ratio = n / steps;
     for (let i = 0; i < steps; i++) out.push(roundHalfEven(n - i * ratio) - 1);
+  }
+  return out;
+}
+
+const inRange = (ts: readonly number[], n: number): boolean => ts.every((t) => t >= 0 && t < n);
+
+/**
+ * The S model timesteps, noisiest first (diffusers' set_timesteps). Throws when S is not an integer
+ * in 1..num_train_timesteps, or when the spacing and steps_offset put a timestep outside
+ * 0..num_train_timesteps-1 (the model has no ā for it; diffusers would fail later, inside the UNet).
+ */
+export function ddimTimesteps(cfg: DdimConfig, steps: number): number[] {
+  const n = cfg.num_train_timesteps;
+  if (!Number.isInteger(steps) || steps < 1 || steps > n) {
+    throw new Error(`steps must be an integer from 1 to ${n} (num_train_timesteps), got ${steps}`);
+  }
+  const out = spacedTimesteps(cfg, steps);
+  if (!inRange(out, n)) {
+    const bad = out.find((t) => t < 0 || t >= n);
+    let most = steps - 1;
+    while (most > 0 && !inRange(spacedTimesteps(cfg, most), n)) most--;
+    throw new Error(
+      `steps = ${steps} with timestep_spacing "${cfg.timestep_spacing}" and steps_offset ` +
+        `${cfg.steps_offset} gives timestep ${bad}, outside 0..${n - 1} (num_train_timesteps ${n})` +
+        (most > 0 ? `; use at most ${most} steps with this scheduler` : ''),
+    );
   }
   return out;
 }

@@ -151,6 +151,31 @@ describe('DDIM options from scheduler_config.json', () => {
     expect(ddimTimesteps(cfg, 3)).toEqual([999, 500, 0]); // 499.5 rounds to the even 500
   });
 
+  it('refuses a schedule that reaches outside 0..num_train_timesteps-1, naming steps, spacing and steps_offset', () => {
+    // leading + steps_offset 1 with S = 1000: arange(1000)·1 + 1 ends at 1000, past ā's last index.
+    expect(() => ddimTimesteps(sd21, 1000)).toThrow(
+      /steps = 1000 with timestep_spacing "leading" and steps_offset 1 gives timestep 1000, outside 0\.\.999.*at most 999 steps/,
+    );
+    const at999 = ddimTimesteps(sd21, 999);
+    expect(at999[0]).toBe(999);
+    expect(at999.at(-1)).toBe(1);
+    // Without the offset every S up to num_train_timesteps fits; more steps than that never do.
+    const noOffset = parseSchedulerConfig({ ...vectors.scheduler_config, steps_offset: 0 });
+    expect(ddimTimesteps(noOffset, 1000)).toEqual(Array.from({ length: 1000 }, (_, i) => 999 - i));
+    expect(() => ddimTimesteps(sd21, 1001)).toThrow(/steps must be an integer from 1 to 1000/);
+    // A large offset leaves fewer usable steps: the hint names the largest S that fits.
+    const offset5 = parseSchedulerConfig({ ...vectors.scheduler_config, steps_offset: 5 });
+    expect(ddimTimesteps(offset5, 995).at(0)).toBe(999);
+    expect(() => ddimTimesteps(offset5, 996)).toThrow(
+      /steps_offset 5 gives timestep 1000.*at most 995 steps/,
+    );
+    // Every S from 1 to 999 stays in range for SD 2.1-base.
+    for (let S = 1; S < 1000; S++) {
+      const ts = ddimTimesteps(sd21, S);
+      expect(Math.max(...ts) < 1000 && Math.min(...ts) >= 0).toBe(true);
+    }
+  });
+
   it('beta schedules: linear is linspace(beta_start, beta_end); squaredcos_cap_v2 follows the cosine ā', () => {
     const linear = ddimSchedule(parseSchedulerConfig({ beta_schedule: 'linear' }));
     expect(linear.alphasCumprod[0]).toBeCloseTo(1 - 0.0001, 7);

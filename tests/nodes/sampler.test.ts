@@ -116,6 +116,20 @@ describe('DDIMSampler', () => {
     );
   });
 
+  it('fails naming steps, before any model call, when the scheduler has no timestep for them', async () => {
+    // SD 2.1-base ("leading", steps_offset 1) at the widget's maximum of 1000 steps would ask the
+    // UNet for timestep 1000.
+    let calls = 0;
+    const unet = stubUnet(true, () => calls++);
+    await expect(sample({ ...base, unet, steps: 1000 })).rejects.toThrow(
+      /input "steps": steps = 1000 with timestep_spacing "leading" and steps_offset 1 gives timestep 1000/,
+    );
+    expect(calls).toBe(0);
+    // The same steps are fine for a scheduler without the offset.
+    const noOffset = { ...SD_SCHEDULER_CONFIG, steps_offset: 0 };
+    await expect(sample({ ...base, unet, steps: 1000, scheduler: noOffset })).resolves.toBeDefined();
+  });
+
   it('names the input when a loop link carries nothing or the wrong thing', async () => {
     const unet = stubUnet(true);
     await expect(sample({ ...base, unet, noise: undefined })).rejects.toThrow(/input "noise".*nothing/);
