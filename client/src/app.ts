@@ -122,9 +122,35 @@ export async function startApp(): Promise<App> {
   const panel = new QueuePanel(document.getElementById('side-panel')!, api, titleOf, focusNode);
 
   const serialize = (): CanvasWorkflow => graph.serialize() as unknown as CanvasWorkflow;
+  /** True while a whole graph is put in place (load, undo, redo): that is not an edit. */
+  let replacing = false;
   const commit = (): void => {
+    if (replacing) return;
     const snap = snapshotOf(graph);
     if (history.record(snap)) saveWorkflow(serialize());
+  };
+  const replaceGraph = (data: unknown): void => {
+    replacing = true;
+    try {
+      graph.configure(data as Parameters<LGraph['configure']>[0]);
+    } finally {
+      replacing = false;
+    }
+  };
+
+  // litegraph brackets each discrete edit (delete, paste, connect, add or remove a node) in
+  // beforeChange/afterChange, nested when one edit is made of others (deleting two nodes removes
+  // each). Recording when the outermost one closes makes the edit its own undo step at once: an
+  // edit left to the key-up/pointer-up below may not be recorded yet when the next action comes,
+  // and undo would then jump over it.
+  let changeDepth = 0;
+  graph.onBeforeChange = () => {
+    changeDepth++;
+  };
+  graph.onAfterChange = () => {
+    // Some litegraph paths close a change they never opened: never go below zero.
+    changeDepth = Math.max(0, changeDepth - 1);
+    if (changeDepth === 0) commit();
   };
 
   const fitView = (): void => {
@@ -147,15 +173,19 @@ export async function startApp(): Promise<App> {
     const before = serialize();
     try {
       if (parsed.kind === 'canvas') {
-        graph.configure(structuredClone(parsed.workflow) as unknown as Parameters<LGraph['configure']>[0]);
+        replaceGraph(structuredClone(parsed.workflow));
       } else {
+        replacing = true;
         graph.clear();
         const unknown = buildFromApi(graph, parsed.prompt);
         if (unknown.length > 0) toast(`Unknown node types left out: nodes ${unknown.join(', ')}`, 'error');
       }
     } catch (e) {
-      graph.configure(before as unknown as Parameters<LGraph['configure']>[0]);
+      replaceGraph(before);
       throw e;
+    } finally {
+      replacing = false;
+      changeDepth = 0;
     }
     const missing = graph.nodes.filter(
       (n: LGraphNode) => objectInfo[n.type] === undefined && !['Note', 'Reroute'].includes(n.type),
@@ -223,7 +253,7 @@ export async function startApp(): Promise<App> {
   const restore = (snapshot: string | undefined): void => {
     if (snapshot === undefined) return;
     const ds = { offset: [...canvas.ds.offset] as [number, number], scale: canvas.ds.scale };
-    graph.configure(JSON.parse(snapshot) as Parameters<LGraph['configure']>[0]);
+    replaceGraph(JSON.parse(snapshot));
     canvas.ds.offset = ds.offset;
     canvas.ds.scale = ds.scale;
     saveWorkflow(serialize());
@@ -403,7 +433,8 @@ export async function startApp(): Promise<App> {
     toggleMute: () => toggleMode(MODE_MUTED),
     toggleBypass: () => toggleMode(MODE_BYPASSED),
   });
-  // Any pointer or key action may have edited the graph: record it if it did.
+  // Edits litegraph does not bracket (moving a node, a widget value): recorded when the pointer or
+  // key is released, after litegraph's own handlers have run.
   document.addEventListener('pointerup', () => setTimeout(commit, 0));
   document.addEventListener('keyup', () => setTimeout(commit, 0));
   window.addEventListener('beforeunload', () => saveWorkflow(serialize()));
