@@ -201,12 +201,33 @@ describe('no partial files', () => {
   });
 
   it('abort stops a write that is waiting on a full pipe', async () => {
+    // A stand-in encoder that has stalled: it starts its output file, then never reads stdin. The
+    // first 256×256 frame (192 KiB) overfills the pipe, so the write cannot complete until abort.
+    // (Real ffmpeg may drain 64 frames before abort on a loaded machine, or not: racy.)
+    const bin = tempDir();
+    const fake = path.join(bin, 'stalled-ffmpeg');
+    writeFileSync(fake, '#!/bin/sh\nfor out; do :; done\nprintf partial > "$out"\nexec sleep 300\n');
+    chmodSync(fake, 0o755);
+    process.env.RDFLOW_FFMPEG = fake;
     const dir = tempDir();
     const w = openVideoWriter({ format: 'mp4', fps: 8, path: path.join(dir, 'big.mp4') });
-    const pending = w.write(movingFrames(64, 256, 256));
-    await new Promise((r) => setTimeout(r, 50));
-    await w.abort();
-    await expect(pending).rejects.toThrow();
+    let settled = false;
+    const pending = w.write(movingFrames(4, 256, 256)).finally(() => {
+      settled = true;
+    });
+    pending.catch(() => {}); // observed below; keeps an early rejection from going unhandled
+    try {
+      // Wait until the encoder has written into its temp file: it is running and the write is
+      // past starting it, i.e. blocked on the pipe.
+      const started = () => readdirSync(dir).some((f) => statSync(path.join(dir, f)).size > 0);
+      for (let i = 0; i < 1000 && !started(); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(started()).toBe(true);
+      expect(readdirSync(dir)).toEqual([expect.stringMatching(/^\.big\.tmp-\d+-[0-9a-f]+\.mp4$/)]);
+      expect(settled).toBe(false);
+    } finally {
+      await w.abort();
+    }
+    await expect(pending).rejects.toThrow(/^ffmpeg writing big\.mp4 was stopped$/);
     expect(readdirSync(dir)).toEqual([]);
   });
 
