@@ -32,9 +32,23 @@ export function hashParts(parts: readonly unknown[]): string {
   return createHash('sha256').update(stableJson(parts)).digest('hex').slice(0, 32);
 }
 
+/** Signatures of primitive literals seen so far: the same widget values recur every run and iteration. */
+const primitiveSignatures = new Map<unknown, string>();
+const PRIMITIVE_SIGNATURES_MAX = 4096;
+
 /** Signature of a constant value fed to an input. */
 export function literalSignature(value: unknown): string {
-  return `lit:${hashParts([value])}`;
+  if (value !== null && (typeof value === 'object' || typeof value === 'function')) {
+    return `lit:${hashParts([value])}`;
+  }
+  // Map keys compare like SameValueZero: only -0 and 0 meet, and they hash alike anyway ("0").
+  let sig = primitiveSignatures.get(value);
+  if (sig === undefined) {
+    sig = `lit:${hashParts([value])}`;
+    if (primitiveSignatures.size >= PRIMITIVE_SIGNATURES_MAX) primitiveSignatures.clear();
+    primitiveSignatures.set(value, sig);
+  }
+  return sig;
 }
 
 /** Signature of a node: class, literal inputs, upstream signatures and the node's fingerprint. */
