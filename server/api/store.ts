@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { processAlive } from '../../nodes/lib/process.ts';
 import type { HistoryEntry, HistoryStore, PromptQueue, QueueItem } from './queue.ts';
 
 /** Pending key: [number, seq] keeps ComfyUI's order by `number` and makes equal numbers FIFO. */
@@ -30,15 +31,6 @@ export interface StoreOptions {
 /** Data dirs this process has open (a lock file cannot tell two servers of one process apart). */
 const heldHere = new Set<string>();
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * One server per data dir: two would both take prompts from the queue, and the second would
  * mistake the first's running prompt for one left by a crash. A lock file naming a dead process
@@ -60,7 +52,7 @@ function lockDataDir(dataDir: string): () => void {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number(fs.readFileSync(lockPath, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+      if (pid !== process.pid && processAlive(pid)) {
         throw new Error(
           `The data dir ${dataDir} is in use by another rdflow server (pid ${pid}). Stop it, or give ` +
             `this server its own data dir (if no such server runs, delete ${lockPath}).`,

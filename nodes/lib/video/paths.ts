@@ -3,6 +3,7 @@
 // clip_00001.mp4, clip_00002.mp4, ...
 import { mkdirSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import path from 'node:path';
+import { leftByDeadProcess } from '../process.ts';
 
 export interface OutputTarget {
   /** Absolute path of the file to write. */
@@ -19,16 +20,6 @@ export class OutputPathError extends Error {
 
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** Whether a process with this id exists (EPERM: it exists but belongs to someone else). */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 function inside(root: string, p: string): boolean {
@@ -85,7 +76,7 @@ export function resolveOutputPath(outputDir: string, prefix: string, ext: string
   for (const name of readdirSync(dir)) {
     const m = re.exec(name);
     if (!m) continue;
-    if (m[2] !== undefined && !processAlive(Number(m[2]))) {
+    if (m[2] !== undefined && leftByDeadProcess(Number(m[2]))) {
       // Left by a writer whose process was killed before it could clean up: no one will finish it.
       rmSync(path.join(dir, name), { force: true });
       continue;

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { leftByDeadProcess } from '../../../nodes/lib/process.ts';
 import { buildTrainingSet, type TrainingSet } from './dataset.ts';
 import { textEncoderGraph, unetGraph, vaeDecoderGraph } from './graphs.ts';
 import { SCHEDULER_CONFIG } from './schedule.ts';
@@ -112,21 +113,12 @@ async function isCurrent(dir: string): Promise<boolean> {
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Removes temporary folders left by generations that were killed part-way. */
 async function removeAbandoned(modelsDir: string): Promise<void> {
   for (const name of await readdir(modelsDir)) {
     if (!name.startsWith(PARTIAL_PREFIX)) continue;
     const pid = Number(name.slice(PARTIAL_PREFIX.length).split('-')[0]);
-    if (Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)) {
+    if (leftByDeadProcess(pid)) {
       await rm(path.join(modelsDir, name), { recursive: true, force: true });
     }
   }
