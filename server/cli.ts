@@ -35,10 +35,19 @@ export const EXIT = { ok: 0, failed: 1, invalid: 2, interrupted: 130 } as const;
 
 class UsageError extends Error {}
 
+/** The shipped node list, imported once per process (each import() is a trip through the loader hooks). */
+let shippedNodes: Promise<readonly AnyNodeDef[]> | undefined;
+
 async function loadNodes(opts: CliOptions): Promise<readonly AnyNodeDef[]> {
   if (opts.nodes) return opts.nodes;
-  const mod = (await import('../nodes/index.ts')) as { allNodes: readonly AnyNodeDef[] };
-  return mod.allNodes;
+  shippedNodes ??= import('../nodes/index.ts').then(
+    (mod: { allNodes: readonly AnyNodeDef[] }) => mod.allNodes,
+    (err: unknown) => {
+      shippedNodes = undefined; // a failed import is tried again next time
+      throw err;
+    },
+  );
+  return shippedNodes;
 }
 
 /** Folders relative to cwd: ./output, ./input, ./models; temp beside the output dir. */
