@@ -55,13 +55,13 @@ export function widgetsFromObjectInfo(info: ObjectInfoNode): NodeWidgets {
       const [type, options] = config;
       const opts =
         options !== null && typeof options === 'object' ? (options as Record<string, unknown>) : {};
-      // A combo is `[[options], {...}]`, or `["COMBO", {options}]` in ComfyUI's newer form.
-      const kind: CanvasWidgetKind | undefined =
-        Array.isArray(type) || type === 'COMBO'
-          ? 'COMBO'
-          : typeof type === 'string' && WIDGET_TYPES.has(type)
-            ? (type as CanvasWidgetKind)
-            : undefined;
+      // A combo is `[[options], {...}]` (api.md), as the editor's nodes read it too: both must
+      // agree on which inputs are widgets, or saved values would land on the wrong inputs.
+      const kind: CanvasWidgetKind | undefined = Array.isArray(type)
+        ? 'COMBO'
+        : typeof type === 'string' && WIDGET_TYPES.has(type)
+          ? (type as CanvasWidgetKind)
+          : undefined;
       if (kind === undefined) continue;
       widgets.push({
         name,

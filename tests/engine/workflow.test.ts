@@ -229,7 +229,7 @@ describe("widgets read from /object_info (the editor's side)", () => {
     expect(canvasToApi(canvas(links), lookup)).toEqual(expected);
   });
 
-  test('are the widget inputs in input_order, combos in both forms, seed control and defaults kept', () => {
+  test('are the widget inputs in input_order, with combos, seed control and defaults', () => {
     const widgets = widgetsFromObjectInfo({
       display_name: 'Sampler',
       input: {
@@ -238,7 +238,7 @@ describe("widgets read from /object_info (the editor's side)", () => {
           seed: ['INT', { default: 0, control_after_generate: true }],
           mode: [['a', 'b'], { default: 'b' }],
         },
-        optional: { label: ['STRING', { default: '' }], kind: ['COMBO', { options: ['x'] }] },
+        optional: { label: ['STRING', { default: '' }], kind: [['x', 'y']] },
       },
       input_order: { required: ['mode', 'latent', 'seed'], optional: ['kind', 'label'] },
     });
