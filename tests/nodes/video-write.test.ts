@@ -7,7 +7,7 @@ import { listFilesRecursive } from '../../nodes/files.ts';
 import type { Tensor } from '../../nodes/lib/tensor-type.ts';
 import { videoWriteNode } from '../../nodes/video-write.ts';
 import { makeContext, makePaths } from './context.ts';
-import { probeVideo } from './ffprobe.ts';
+import { probeVideo } from '../helpers/ffprobe.ts';
 
 const paths = makePaths();
 afterAll(() => paths.cleanup());
@@ -53,7 +53,7 @@ describe('VideoWrite', () => {
     expect(images[0].filename).toMatch(/\.mp4$/);
     const files = await listFilesRecursive(paths.output);
     expect(files).toEqual([`loop/${images[0].filename}`]);
-    const probe = probeVideo(path.join(paths.output, 'loop', images[0].filename));
+    const probe = await probeVideo(path.join(paths.output, 'loop', images[0].filename));
     expect(probe).toMatchObject({ frames: N * K, fps: 5, codec: 'h264', width: 32, height: 32 });
   });
 
@@ -66,7 +66,7 @@ describe('VideoWrite', () => {
     await rc.endRun({ ok: true });
     const [entry] = res.ui?.images as FileEntry[];
     expect(entry.filename).toMatch(/^single.*\.gif$/);
-    expect(probeVideo(path.join(paths.output, entry.filename)).frames).toBe(3);
+    expect((await probeVideo(path.join(paths.output, entry.filename))).frames).toBe(3);
   });
 
   it('leaves no file when the run is interrupted before the last clip', async () => {
@@ -120,6 +120,6 @@ describe('VideoWrite', () => {
     await rc.endRun({ ok: true });
     expect(names).toHaveLength(2);
     expect(new Set(names).size).toBe(2);
-    for (const n of names) expect(probeVideo(path.join(paths.output, 'nested', n)).frames).toBe(4);
+    for (const n of names) expect((await probeVideo(path.join(paths.output, 'nested', n))).frames).toBe(4);
   });
 });

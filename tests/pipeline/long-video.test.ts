@@ -14,7 +14,7 @@ import { applySets } from '../../server/cli.ts';
 import { getRuntime } from '../../server/runtime/index.ts';
 import { makeTestModel } from '../helpers/models.ts';
 import { makePaths } from '../nodes/context.ts';
-import { probeVideo } from '../nodes/ffprobe.ts';
+import { probeVideo } from '../helpers/ffprobe.ts';
 import { maxAbsDiff, plainDdim } from './reference.ts';
 import { idsOf, readWorkflow, saveSamplerLatents, shrink } from './workflow.ts';
 
@@ -75,14 +75,14 @@ describe('vidrd-long-video.json on a small model', () => {
     const gif = files.filter((f) => f.endsWith('.gif'));
     expect(mp4).toHaveLength(1);
     expect(gif).toHaveLength(1);
-    expect(probeVideo(path.join(paths.output, 'repro1', mp4[0]))).toMatchObject({
+    expect(await probeVideo(path.join(paths.output, 'repro1', mp4[0]))).toMatchObject({
       frames: N * 3,
       fps: 4,
       codec: 'h264',
       width: SIZE,
       height: SIZE,
     });
-    expect(probeVideo(path.join(paths.output, 'repro1', gif[0])).frames).toBe(N * 3);
+    expect((await probeVideo(path.join(paths.output, 'repro1', gif[0]))).frames).toBe(N * 3);
   });
 
   it('with K = 1 equals plain DDIM from NoiseInit’s noise, and equals single-clip.json', async () => {
@@ -182,7 +182,7 @@ describe('vidrd-long-video.json on a small model', () => {
     const files = await listFilesRecursive(path.join(paths.output, 'demo'));
     expect(files.map((f) => path.extname(f)).sort()).toEqual(['.gif', '.mp4']);
     for (const f of files) {
-      expect(probeVideo(path.join(paths.output, 'demo', f))).toMatchObject({
+      expect(await probeVideo(path.join(paths.output, 'demo', f))).toMatchObject({
         frames: 8 * 2,
         fps: 4,
         width: 256,

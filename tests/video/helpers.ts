@@ -1,4 +1,4 @@
-// Test helpers for video output: synthetic frames, ffprobe/ffmpeg decoding, and small independent
+// Test helpers for video output: synthetic frames, ffmpeg decoding, and small independent
 // parsers (PNG, WebP RIFF, MP4 boxes) used to check what the writers produced.
 import { execFile } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
@@ -7,7 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { inflateSync } from 'node:zlib';
 import type { Tensor } from '../../nodes/lib/tensor-type.ts';
-import { ffmpegPath, ffprobePath } from '../../nodes/lib/video/index.ts';
+import { ffmpegPath } from '../../nodes/lib/video/index.ts';
 
 const run = promisify(execFile);
 
@@ -40,54 +40,6 @@ export function movingFrames(f: number, h: number, w: number, start = 0): Tensor
 export function sliceFrames(t: Tensor, from: number, to: number): Tensor {
   const per = t.shape[1] * t.shape[2] * 3;
   return { data: t.data.slice(from * per, to * per), shape: [to - from, t.shape[1], t.shape[2], 3] };
-}
-
-export interface ProbedStream {
-  codec_name: string;
-  width: number;
-  height: number;
-  pix_fmt: string;
-  r_frame_rate: string;
-  avg_frame_rate: string;
-  nb_read_frames: string;
-  duration?: string;
-}
-
-/** ffprobe with -count_frames: the first video stream as decoded. */
-export async function probe(file: string): Promise<ProbedStream> {
-  const { stdout } = await run(ffprobePath(), [
-    '-v',
-    'error',
-    '-count_frames',
-    '-select_streams',
-    'v:0',
-    '-show_entries',
-    'stream=codec_name,width,height,pix_fmt,r_frame_rate,avg_frame_rate,nb_read_frames,duration',
-    '-of',
-    'json',
-    file,
-  ]);
-  const streams = (JSON.parse(stdout) as { streams: ProbedStream[] }).streams;
-  if (streams.length !== 1) throw new Error(`ffprobe found ${streams.length} video streams in ${file}`);
-  return streams[0];
-}
-
-/** Per-frame durations (in stream time-base units) and the time base, from ffprobe. */
-export async function probeFrameDurations(file: string): Promise<number[]> {
-  const { stdout } = await run(ffprobePath(), [
-    '-v',
-    'error',
-    '-select_streams',
-    'v:0',
-    '-show_entries',
-    'packet=duration_time',
-    '-of',
-    'json',
-    file,
-  ]);
-  return (JSON.parse(stdout) as { packets: Array<{ duration_time: string }> }).packets.map((p) =>
-    Number(p.duration_time),
-  );
 }
 
 /** Decodes frame `index` of a video to packed RGB with the bundled ffmpeg. */

@@ -4,7 +4,8 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encodePng, frameStrip, imagesToRgb8 } from '../../nodes/lib/video/index.ts';
-import { decodeFrameRgb, decodePng, movingFrames, probe, tempDir } from './helpers.ts';
+import { probe } from '../helpers/ffprobe.ts';
+import { decodeFrameRgb, decodePng, movingFrames, tempDir } from './helpers.ts';
 
 function randomRgb(n: number, seed: number): Uint8Array {
   const out = new Uint8Array(n);

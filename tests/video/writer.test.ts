@@ -20,11 +20,10 @@ import {
   movingFrames,
   mp4TopBoxes,
   parseWebp,
-  probe,
-  probeFrameDurations,
   sliceFrames,
   tempDir,
 } from './helpers.ts';
+import { probe, probeFrameDurations } from '../helpers/ffprobe.ts';
 
 async function writeVideo(format: VideoFormat, fps: number, chunks: Parameters<typeof sliceFrames>[0][]) {
   const dir = tempDir();
