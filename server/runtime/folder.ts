@@ -82,6 +82,7 @@ async function inspectOnnx<T>(
   dir: string,
   rel: string,
   check: (io: OnnxHeader) => Checked<T>,
+  externals: string[],
 ): Promise<{ problems: string[]; io?: T }> {
   const file = path.join(dir, rel);
   if (!existsSync(file)) return { problems: [`${rel}: missing`] };
@@ -93,6 +94,7 @@ async function inspectOnnx<T>(
   }
   const problems: string[] = [];
   for (const ext of header.externalFiles) {
+    externals.push(path.join(path.dirname(file), ext));
     if (!existsSync(path.join(path.dirname(file), ext))) {
       problems.push(`${path.posix.join(path.posix.dirname(rel), ext)}: missing (external weights of ${rel})`);
     }
@@ -102,12 +104,49 @@ async function inspectOnnx<T>(
   return { problems, io: checked.io };
 }
 
+/** mtime and size of each file (absent ones too): changes when any of them does. */
+function filesStamp(files: readonly string[]): string {
+  return files
+    .map((file) => {
+      try {
+        const st = statSync(file);
+        return `${st.mtimeMs}:${st.size}`;
+      } catch {
+        return '-';
+      }
+    })
+    .join('|');
+}
+
+/**
+ * Inspections by folder, reused while every file they read (the layout's files and the external
+ * weights the ONNX headers name) is unchanged: a workflow validates its model folder on every run,
+ * and re-reading the headers and JSON files (tokenizer.json is megabytes in real models) each time
+ * is wasted work.
+ */
+const inspections = new Map<string, { files: string[]; stamp: string; problems: string[] }>();
+
 /**
  * Everything wrong with a model folder, one message per problem naming the file and the reason;
  * [] when it can be loaded. Reads only small files and the ONNX headers (no weights, no sessions).
  */
 export async function inspectModelFolder(dir: string): Promise<string[]> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) return [`${dir}: not a folder`];
+  const root = path.resolve(dir);
+  const hit = inspections.get(root);
+  if (hit && filesStamp(hit.files) === hit.stamp) return [...hit.problems];
+  const layoutFiles = Object.values(LAYOUT).map((rel) => path.join(root, rel));
+  // Stamped before reading: a file changed meanwhile gets a new stamp, so it is read again next time.
+  const stamp = filesStamp(layoutFiles);
+  const externals: string[] = [];
+  const problems = await inspectUncached(dir, externals);
+  const files = [...layoutFiles, ...externals];
+  const full = externals.length > 0 ? `${stamp}|${filesStamp(externals)}` : stamp;
+  inspections.set(root, { files, stamp: full, problems });
+  return [...problems];
+}
+
+async function inspectUncached(dir: string, externals: string[]): Promise<string[]> {
   const problems: string[] = [];
   const json = async (rel: string): Promise<unknown> => {
     try {
@@ -144,9 +183,9 @@ export async function inspectModelFolder(dir: string): Promise<string[]> {
   } catch (e) {
     problems.push((e as Error).message);
   }
-  const text = await inspectOnnx(dir, LAYOUT.textEncoder, checkTextEncoder);
-  const unet = await inspectOnnx(dir, LAYOUT.unet, checkUNet);
-  const vae = await inspectOnnx(dir, LAYOUT.vae, checkVae);
+  const text = await inspectOnnx(dir, LAYOUT.textEncoder, checkTextEncoder, externals);
+  const unet = await inspectOnnx(dir, LAYOUT.unet, checkUNet, externals);
+  const vae = await inspectOnnx(dir, LAYOUT.vae, checkVae, externals);
   problems.push(...text.problems, ...unet.problems, ...vae.problems);
   const width = text.io?.width;
   const takes = unet.io?.hiddenWidth;

@@ -65,6 +65,17 @@ describe('inspectModelFolder', () => {
     expect((await inspectModelFolder(dir))[0]).toMatch(/^scheduler\/scheduler_config\.json: not valid JSON/);
   });
 
+  it('sees a file changed since the folder was last inspected', async () => {
+    const dir = await folder();
+    const file = path.join(dir, 'scheduler/scheduler_config.json');
+    const good = readFileSync(file);
+    expect(await inspectModelFolder(dir)).toEqual([]);
+    writeFileSync(file, '{ "beta_start": ');
+    expect((await inspectModelFolder(dir))[0]).toMatch(/^scheduler\/scheduler_config\.json: not valid JSON/);
+    writeFileSync(file, good);
+    expect(await inspectModelFolder(dir)).toEqual([]);
+  });
+
   it('names a file that is not ONNX', async () => {
     const dir = await folder();
     writeFileSync(path.join(dir, 'vae_decoder/model.onnx'), 'version https://git-lfs.github.com/spec/v1\n');
