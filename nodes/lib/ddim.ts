@@ -27,6 +27,26 @@ const schedulerConfigSchema = z.object({
 
 export type DdimConfig = z.output<typeof schedulerConfigSchema>;
 
+/**
+ * scheduler/scheduler_config.json of Stable Diffusion 2.1-base (spec: vidrd.md, "Scheduler") with
+ * DDIMScheduler as its class: the schedule the demo model ships, and the one tests sample with.
+ */
+export const SD21_BASE_SCHEDULER_CONFIG = {
+  _class_name: 'DDIMScheduler',
+  _diffusers_version: '0.8.0',
+  beta_start: 0.00085,
+  beta_end: 0.012,
+  beta_schedule: 'scaled_linear',
+  num_train_timesteps: 1000,
+  prediction_type: 'epsilon',
+  set_alpha_to_one: false,
+  steps_offset: 1,
+  clip_sample: false,
+  skip_prk_steps: true,
+  timestep_spacing: 'leading',
+  trained_betas: null,
+} as const;
+
 /** Parses a diffusers scheduler_config.json object; throws naming each bad key. */
 export function parseSchedulerConfig(json: unknown): DdimConfig {
   const r = schedulerConfigSchema.safeParse(json ?? {});

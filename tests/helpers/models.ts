@@ -15,6 +15,7 @@
 // with `makeTestModel(dir, { ...TEST_VARIANTS.slow, channels, depth })` for other costs.
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { SD21_BASE_SCHEDULER_CONFIG } from '../../nodes/lib/ddim.ts';
 import { float32ToFloat16 } from '../../nodes/lib/half.ts';
 import { ModelBuilder, type Dim } from '../../server/runtime/onnx/builder.ts';
 import { clipTokenizerJson } from '../../server/runtime/tokenizer.ts';
@@ -241,19 +242,6 @@ function vaeDecoder(v: Required<TestModelVariant>): ModelBuilder {
   return b;
 }
 
-const SCHEDULER_CONFIG = {
-  _class_name: 'DDIMScheduler',
-  beta_start: 0.00085,
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  num_train_timesteps: 1000,
-  prediction_type: 'epsilon',
-  set_alpha_to_one: false,
-  steps_offset: 1,
-  clip_sample: false,
-  timestep_spacing: 'leading',
-};
-
 const json = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`;
 
 /**
@@ -299,7 +287,7 @@ export async function makeTestModel(
       vae: ['diffusers', 'AutoencoderKL'],
     }),
   );
-  await put('scheduler/scheduler_config.json', json(SCHEDULER_CONFIG));
+  await put('scheduler/scheduler_config.json', json(SD21_BASE_SCHEDULER_CONFIG));
   await put('vae_decoder/config.json', json({ scaling_factor: 0.18215, latent_channels: 4 }));
   await put(
     'tokenizer/tokenizer_config.json',

@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ddimSchedule, ddimStep, ddimTimesteps, parseSchedulerConfig } from '../../nodes/lib/ddim.ts';
+import {
+  ddimSchedule,
+  ddimStep,
+  ddimTimesteps,
+  parseSchedulerConfig,
+  SD21_BASE_SCHEDULER_CONFIG,
+} from '../../nodes/lib/ddim.ts';
 import { maxAbsDiff, tensor } from '../../nodes/lib/tensor.ts';
 import { readVectorJson, readVectorNpy } from './vectors.ts';
 
@@ -149,6 +155,10 @@ describe('DDIM options from scheduler_config.json', () => {
     const cfg = parseSchedulerConfig({ ...vectors.scheduler_config, timestep_spacing: 'linspace' });
     expect(ddimTimesteps(cfg, 4)).toEqual([999, 666, 333, 0]);
     expect(ddimTimesteps(cfg, 3)).toEqual([999, 500, 0]); // 499.5 rounds to the even 500
+  });
+
+  it('SD21_BASE_SCHEDULER_CONFIG is the config the vectors were made with', () => {
+    expect(parseSchedulerConfig(SD21_BASE_SCHEDULER_CONFIG)).toEqual(sd21);
   });
 
   it('refuses a schedule that reaches outside 0..num_train_timesteps-1, naming steps, spacing and steps_offset', () => {

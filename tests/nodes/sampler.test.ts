@@ -2,10 +2,11 @@
 // step, and DSG switched off by β = 0. A small closed-form stub UNet stands in for a model.
 import { describe, expect, it } from 'vitest';
 import { ddimSamplerNode } from '../../nodes/ddim-sampler.ts';
+import { SD21_BASE_SCHEDULER_CONFIG } from '../../nodes/lib/ddim.ts';
 import type { Tensor } from '../../nodes/lib/tensor-type.ts';
 import { torchRandn } from '../../nodes/lib/torch-rng.ts';
 import type { UNetModel } from '../../server/runtime/types.ts';
-import { SD_SCHEDULER_CONFIG, maxAbsDiff, plainDdim } from '../pipeline/reference.ts';
+import { maxAbsDiff, plainDdim } from '../pipeline/reference.ts';
 import { makeContext, makePaths } from './context.ts';
 
 /** ε̂ = 0.1·z + 0.05·mean(text of that batch row): cheap, and the prompt matters. */
@@ -35,7 +36,7 @@ const positive: Tensor = { data: Float32Array.from([1, 2, 3, 4, 5, 6]), shape: [
 const negative: Tensor = { data: Float32Array.from([0, -1, 0, -1, 0, -1]), shape: [1, 2, 3] };
 const noise = torchRandn([1, 4, 6, 2, 2], 3);
 const base = {
-  scheduler: SD_SCHEDULER_CONFIG,
+  scheduler: SD21_BASE_SCHEDULER_CONFIG,
   positive,
   negative,
   noise,
@@ -65,7 +66,7 @@ describe('DDIMSampler', () => {
         negative,
         steps: base.steps,
         cfg: base.cfg,
-        config: SD_SCHEDULER_CONFIG,
+        config: SD21_BASE_SCHEDULER_CONFIG,
         predict: (s, t, h) => unet.predict(s, t, h),
       });
       expect(latent.shape).toEqual(noise.shape);
@@ -126,7 +127,7 @@ describe('DDIMSampler', () => {
     );
     expect(calls).toBe(0);
     // The same steps are fine for a scheduler without the offset.
-    const noOffset = { ...SD_SCHEDULER_CONFIG, steps_offset: 0 };
+    const noOffset = { ...SD21_BASE_SCHEDULER_CONFIG, steps_offset: 0 };
     await expect(sample({ ...base, unet, steps: 1000, scheduler: noOffset })).resolves.toBeDefined();
   });
 

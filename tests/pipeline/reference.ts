@@ -1,34 +1,10 @@
 // Independent re-statements of the spec used as test oracles: plain DDIM with classifier-free
 // guidance (vidrd.md "Scheduler: DDIM as diffusers defines it", eta = 0), in float64 loops.
+// The timesteps, CFG and step math are restated here; only the ā table (and parsing the config)
+// comes from nodes/lib/ddim.ts, which checks ā against PyTorch's values on its own
+// (tests/lib/ddim.test.ts), so these oracles do not test the sampler against itself.
+import { ddimSchedule, parseSchedulerConfig } from '../../nodes/lib/ddim.ts';
 import type { Tensor } from '../../nodes/lib/tensor-type.ts';
-
-/** scheduler_config.json of SD 2.1-base, the spec's defaults. */
-export const SD_SCHEDULER_CONFIG: Record<string, unknown> = {
-  _class_name: 'DDIMScheduler',
-  beta_start: 0.00085,
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  num_train_timesteps: 1000,
-  prediction_type: 'epsilon',
-  set_alpha_to_one: false,
-  steps_offset: 1,
-  clip_sample: false,
-  timestep_spacing: 'leading',
-};
-
-function alphasCumprod(cfg: Record<string, unknown>): number[] {
-  const T = Number(cfg.num_train_timesteps ?? 1000);
-  const b0 = Math.sqrt(Number(cfg.beta_start));
-  const b1 = Math.sqrt(Number(cfg.beta_end));
-  const out: number[] = [];
-  let prod = 1;
-  for (let i = 0; i < T; i++) {
-    const beta = (b0 + ((b1 - b0) * i) / (T - 1)) ** 2;
-    prod *= 1 - beta;
-    out.push(prod);
-  }
-  return out;
-}
 
 export type Predict = (sample: Tensor, t: number, hidden: Tensor) => Promise<Tensor>;
 
@@ -45,16 +21,20 @@ export async function plainDdim(o: {
   config: Record<string, unknown>;
   predict: Predict;
 }): Promise<Float64Array> {
-  const ac = alphasCumprod(o.config);
+  const config = parseSchedulerConfig(o.config);
+  if (config.prediction_type !== 'epsilon' || config.timestep_spacing !== 'leading' || config.clip_sample) {
+    throw new Error('plainDdim restates epsilon prediction, leading spacing and no clipping only');
+  }
+  const ac = ddimSchedule(config).alphasCumprod;
   const T = ac.length;
   const ratio = Math.floor(T / o.steps);
-  const offset = Number(o.config.steps_offset ?? 0);
+  const offset = config.steps_offset;
   let z = Float64Array.from(o.noise.data);
   for (let i = 0; i < o.steps; i++) {
     const t = (o.steps - 1 - i) * ratio + offset;
     const prev = t - ratio;
     const aT = ac[t];
-    const aPrev = prev >= 0 ? ac[prev] : o.config.set_alpha_to_one ? 1 : ac[0];
+    const aPrev = prev >= 0 ? ac[prev] : config.set_alpha_to_one ? 1 : ac[0];
     const sample: Tensor = { data: Float32Array.from(z), shape: o.noise.shape };
     const eU = await o.predict(sample, t, o.negative);
     const eC = await o.predict(sample, t, o.positive);

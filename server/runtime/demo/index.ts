@@ -7,10 +7,10 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { SD21_BASE_SCHEDULER_CONFIG } from '../../../nodes/lib/ddim.ts';
 import { leftByDeadProcess } from '../../../nodes/lib/process.ts';
 import { buildTrainingSet, type TrainingSet } from './dataset.ts';
 import { textEncoderGraph, unetGraph, vaeDecoderGraph } from './graphs.ts';
-import { SCHEDULER_CONFIG } from './schedule.ts';
 import { buildTokenizerFiles, mergesText, tokenizerConfig, MODEL_MAX_LENGTH } from './tokenizer-files.ts';
 import { IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE } from './vae.ts';
 import { CONCEPTS, HIDDEN_SIZE, WORDS } from './vocab.ts';
@@ -89,7 +89,7 @@ export function demoModelFiles(set: TrainingSet = buildTrainingSet()): Map<strin
     }),
   );
   files.set('vae_decoder/model.onnx', vaeDecoderGraph());
-  files.set('scheduler/scheduler_config.json', json(SCHEDULER_CONFIG));
+  files.set('scheduler/scheduler_config.json', json(SD21_BASE_SCHEDULER_CONFIG));
   files.set(
     DEMO_STAMP,
     json({

@@ -1,27 +1,11 @@
-// The noise schedule the demo UNet was "trained" with: Stable Diffusion 2.1-base's DDIM config
-// (written to scheduler/scheduler_config.json) and the per-timestep coefficients its closed-form
-// denoiser needs, as float32 tables the ONNX graph gathers from by timestep.
-import { ddimSchedule, parseSchedulerConfig } from '../../../nodes/lib/ddim.ts';
-
-export const SCHEDULER_CONFIG = {
-  _class_name: 'DDIMScheduler',
-  _diffusers_version: '0.8.0',
-  beta_start: 0.00085,
-  beta_end: 0.012,
-  beta_schedule: 'scaled_linear',
-  num_train_timesteps: 1000,
-  prediction_type: 'epsilon',
-  set_alpha_to_one: false,
-  steps_offset: 1,
-  clip_sample: false,
-  skip_prk_steps: true,
-  timestep_spacing: 'leading',
-  trained_betas: null,
-} as const;
+// The noise schedule the demo UNet was "trained" with (Stable Diffusion 2.1-base's DDIM config, which
+// the demo folder ships as scheduler/scheduler_config.json) and the per-timestep coefficients its
+// closed-form denoiser needs, as float32 tables the ONNX graph gathers from by timestep.
+import { ddimSchedule, parseSchedulerConfig, SD21_BASE_SCHEDULER_CONFIG } from '../../../nodes/lib/ddim.ts';
 
 /** ā_t for t = 0 … 999, as the sampler's DDIM computes it from the same config. */
 export function alphasCumprod(): Float32Array {
-  return ddimSchedule(parseSchedulerConfig(SCHEDULER_CONFIG)).alphasCumprod;
+  return ddimSchedule(parseSchedulerConfig(SD21_BASE_SCHEDULER_CONFIG)).alphasCumprod;
 }
 
 export interface TimeTables {
