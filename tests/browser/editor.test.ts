@@ -139,14 +139,14 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
 
   it('sends widget edits typed into the canvas in the prompt the Queue button posts', async () => {
     const { page } = editor;
-    await typeIntoWidget(page, SAMPLER, 'steps', '3');
+    await typeIntoWidget(page, SAMPLER, 'steps', '20');
     await typeIntoWidget(page, LOOP, 'iterations', '2');
     await typeIntoWidget(page, MP4, 'fps', '8');
     await page.click('#queue-button');
     await expect.poll(() => posted.length).toBe(1);
     const body = posted[0];
     expect(body.client_id).toBe(await page.evaluate(() => window.rdflow!.api.clientId));
-    expect(body.prompt[String(SAMPLER)].inputs.steps).toBe(3);
+    expect(body.prompt[String(SAMPLER)].inputs.steps).toBe(20);
     expect(body.prompt[String(LOOP)].inputs.iterations).toBe(2);
     expect(body.prompt[String(MP4)].inputs.fps).toBe(8);
   });
@@ -163,7 +163,7 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
     await page.waitForFunction(() => window.rdflow!.state.phase !== 'running', null, { timeout: 60_000 });
     expect(await page.evaluate(() => window.rdflow!.state.phase)).toBe('success');
     // The side panel followed the run: the sampler's steps, and both clips of the loop.
-    expect(statuses.some((s) => /DDIM Sampler.*step \d+ \/ 3/.test(s))).toBe(true);
+    expect(statuses.some((s) => /DDIM Sampler.*step \d+ \/ 20/.test(s))).toBe(true);
     expect(statuses.some((s) => s.includes('clip 1 of 2'))).toBe(true);
     expect(statuses.some((s) => s.includes('clip 2 of 2'))).toBe(true);
     // Each decoded clip was previewed on the decoder node.
@@ -212,7 +212,7 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
           .value,
       SAMPLER,
     );
-    expect(steps).toBe(3);
+    expect(steps).toBe(20);
     // The last run's video is back on its node.
     await page.locator(`.media-overlay[data-node-id="${MP4}"] video`).waitFor({ timeout: 10_000 });
   });
