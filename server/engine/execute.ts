@@ -111,6 +111,17 @@ function lookup(scope: Scope, id: string): Ref[] | undefined {
   return undefined;
 }
 
+/** A loop node's input in this scope: what its link carries, its constant, or undefined. */
+function inputRef(scope: Scope, node: GraphNode, name: string): Ref {
+  const link = node.links[name];
+  if (link) return lookup(scope, link[0])?.[link[1]] ?? undefinedRef;
+  if (name in node.literals) {
+    const value = node.literals[name];
+    return { kind: 'literal', value, sig: literalSignature(value) };
+  }
+  return undefinedRef;
+}
+
 /** JSON of the items already in each merged UI list, so long loops merge in linear time. */
 const mergedItems = new WeakMap<unknown[], Set<string>>();
 
@@ -482,31 +493,14 @@ async function bodyOutputKeys(
 /** What a LoopEnd receives this iteration (links or constants): the next carried values. */
 function loopEndRefs(st: RunState, scope: Scope, id: string): Ref[] {
   const node = st.graph.get(id)!;
-  return Array.from({ length: CARRIED }, (_, k) => {
-    const name = `value${k + 1}`;
-    const link = node.links[name];
-    if (link) return lookup(scope, link[0])?.[link[1]] ?? undefinedRef;
-    if (name in node.literals) {
-      const value = node.literals[name];
-      return { kind: 'literal', value, sig: literalSignature(value) };
-    }
-    return undefinedRef;
-  });
+  return Array.from({ length: CARRIED }, (_, k) => inputRef(scope, node, `value${k + 1}`));
 }
 
 async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }): Promise<void> {
   const startNode = st.graph.get(step.start)!;
   const startDef = st.registry.get(startNode.classType)!;
-  const inputRef = (name: string): Ref => {
-    const link = startNode.links[name];
-    if (link) return lookup(scope, link[0])?.[link[1]] ?? undefinedRef;
-    if (name in startNode.literals) {
-      const value = startNode.literals[name];
-      return { kind: 'literal', value, sig: literalSignature(value) };
-    }
-    return undefinedRef;
-  };
-  const iterRef = inputRef('iterations');
+  const startInput = (name: string): Ref => inputRef(scope, startNode, name);
+  const iterRef = startInput('iterations');
   const iterations = await resolveRef(st, iterRef);
   const iterSpec = startDef.inputs.required.iterations;
   if (typeof iterations !== 'number' || !iterSpec || !iterSpec.schema.safeParse(iterations).success) {
@@ -518,7 +512,7 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
       { iterations },
     );
   }
-  let carried: Ref[] = Array.from({ length: CARRIED }, (_, k) => inputRef(`initial_value${k + 1}`));
+  let carried: Ref[] = Array.from({ length: CARRIED }, (_, k) => startInput(`initial_value${k + 1}`));
   let carriedPins: string[] = [];
   // Slots made during this loop (any of its iterations, inner loops included) have larger scope ids.
   const firstScopeId = nextScopeId;
