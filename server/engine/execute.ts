@@ -111,6 +111,34 @@ function lookup(scope: Scope, id: string): Ref[] | undefined {
   return undefined;
 }
 
+/**
+ * The scope of iteration c of a loop inside `scope`, where its LoopStart gives the flow link, the
+ * index c and the carried values.
+ */
+function iterationScope(
+  scope: Scope,
+  step: Step & { kind: 'loop' },
+  c: number,
+  iterations: number,
+  flowRef: Ref,
+  carried: readonly Ref[],
+  extra: Pick<Scope, 'skipOutputs' | 'loopUi' | 'carriedIds'> = {},
+): Scope {
+  const body: Scope = {
+    id: nextScopeId++,
+    parent: scope,
+    refs: new Map(),
+    slots: [],
+    inBody: true,
+    loop: { iteration: c, iterations },
+    loopPath: scope.loopPath === undefined ? String(c) : `${scope.loopPath}/${c}`,
+    pins: [],
+    ...extra,
+  };
+  body.refs.set(step.start, [flowRef, { kind: 'literal', value: c, sig: literalSignature(c) }, ...carried]);
+  return body;
+}
+
 /** A loop node's input in this scope: what its link carries, its constant, or undefined. */
 function inputRef(scope: Scope, node: GraphNode, name: string): Ref {
   const link = node.links[name];
@@ -462,17 +490,7 @@ async function bodyOutputKeys(
   for (const id of outputIds) keys.set(id, hashParts(['loop-output', id, iterations]));
   let carried = initial;
   for (let c = 0; c < iterations && keys.size > 0; c++) {
-    const body: Scope = {
-      id: nextScopeId++,
-      parent: scope,
-      refs: new Map(),
-      slots: [],
-      inBody: true,
-      loop: { iteration: c, iterations },
-      loopPath: scope.loopPath === undefined ? String(c) : `${scope.loopPath}/${c}`,
-      pins: [],
-    };
-    body.refs.set(step.start, [flowRef, { kind: 'literal', value: c, sig: literalSignature(c) }, ...carried]);
+    const body = iterationScope(scope, step, c, iterations, flowRef, carried);
     for (const s of step.body) {
       if (s.kind !== 'node') continue;
       if (st.registry.get(st.graph.get(s.id)!.classType)?.role === 'loop-end') {
@@ -541,23 +559,12 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
 
   for (let c = 0; c < iterations; c++) {
     st.signal.throwIfAborted();
-    const loop: LoopPosition = { iteration: c, iterations };
     st.emit({ type: 'loop_iteration', promptId: st.promptId, node: step.start, iteration: c, iterations });
-    const body: Scope = {
-      id: nextScopeId++,
-      parent: scope,
-      refs: new Map(),
-      slots: [],
-      inBody: true,
-      loop,
-      loopPath: scope.loopPath === undefined ? String(c) : `${scope.loopPath}/${c}`,
-      pins: [],
+    const body = iterationScope(scope, step, c, iterations, flowRef, carried, {
       skipOutputs,
       loopUi,
       carriedIds,
-    };
-    const indexRef: Ref = { kind: 'literal', value: c, sig: literalSignature(c) };
-    body.refs.set(step.start, [flowRef, indexRef, ...carried]);
+    });
     await runSteps(st, body, step.body);
 
     // Carried values are materialized (in memory, or pinned on disk) and cut from their history,
