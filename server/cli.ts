@@ -27,7 +27,7 @@ export interface CliOptions {
 const USAGE = `Usage:
   rdflow run WORKFLOW.json [--set NODE_ID.INPUT=VALUE ...] [--out DIR] [--models-dir DIR] [--input-dir DIR]
   rdflow nodes [--json]
-  rdflow serve [--port 8188] [--listen ADDR] [--output-dir DIR] [--models-dir DIR] [--auth-token TOKEN]
+  rdflow serve [--port 8188] [--listen ADDR] [--output-dir DIR] [--models-dir DIR] [--workflows-dir DIR] [--auth-token TOKEN]
 `;
 
 /** Exit codes: 0 ok, 1 a node failed, 2 bad usage or an invalid workflow, 130 interrupted. */
@@ -370,6 +370,7 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
       'output-dir': { type: 'string' },
       'input-dir': { type: 'string' },
       'models-dir': { type: 'string' },
+      'workflows-dir': { type: 'string' },
       'auth-token': { type: 'string' },
     },
   });
@@ -390,6 +391,7 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
       outputDir?: string;
       inputDir?: string;
       modelsDir?: string;
+      workflowsDir?: string;
       authToken?: string;
       nodes?: readonly AnyNodeDef[];
     }): Promise<{ url: string; close(): Promise<void> }>;
@@ -400,6 +402,9 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
     outputDir: paths.output,
     inputDir: paths.input,
     modelsDir: paths.models,
+    // Relative to the cwd like the other folders; absent, the server uses the repo's workflows/.
+    workflowsDir:
+      values['workflows-dir'] === undefined ? undefined : path.resolve(cwd, values['workflows-dir']),
     authToken: values['auth-token'],
     nodes: opts.nodes,
   });
