@@ -17,6 +17,7 @@ import { createApiRouter, repoRoot } from './routes.ts';
 import { createRunner } from './runner.ts';
 import { checkAccess, isLoopbackHost, listenProblem, TOKEN_COOKIE } from './security.ts';
 import { openStore } from './store.ts';
+import { defaultWorkflowsDir } from './workflows.ts';
 
 export type { Limits } from './limits.ts';
 export type { PromptQueue, HistoryStore, QueueItem, HistoryEntry } from './queue.ts';
@@ -40,6 +41,8 @@ export interface ServerOptions {
   cacheBytes?: number;
   /** Caps on what one prompt may ask for (frames × resolution × clips). */
   limits?: Partial<Limits>;
+  /** Workflow files the editor lists (GET /workflows); default the repo's workflows/. */
+  workflowsDir?: string;
   /** Built editor; default dist/client in the repo. */
   clientDir?: string;
   jsonLimitBytes?: number;
@@ -57,7 +60,7 @@ export interface RunningServer {
 }
 
 const API_PATH =
-  /^\/(api|prompt|queue|history|view|object_info|interrupt|upload|system_stats|embeddings|extensions|models|free|ws)(\/|$)/;
+  /^\/(api|prompt|queue|history|view|object_info|interrupt|upload|system_stats|embeddings|extensions|models|free|workflows|ws)(\/|$)/;
 
 const NO_CLIENT_PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>rdflow</title></head>
 <body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
@@ -182,6 +185,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     // Sessions live in the process-wide runtime; its worker starts only when a model loads.
     releaseModels: () => getRuntime().release(),
     listModels: () => listModelFolders(paths.models),
+    workflowsDir: path.resolve(opts.workflowsDir ?? defaultWorkflowsDir),
     version: readVersion(),
   });
   app.use('/api', router);

@@ -12,6 +12,7 @@ import { PathError, resolveExisting } from './paths.ts';
 import { toTuple, type HistoryEntry, type HistoryStore, type PromptQueue } from './queue.ts';
 import type { Runner } from './runner.ts';
 import { handleUpload, UploadError } from './upload.ts';
+import { listWorkflows, resolveWorkflow } from './workflows.ts';
 
 export interface ApiContext {
   engine: Engine;
@@ -29,6 +30,8 @@ export interface ApiContext {
   releaseModels(): Promise<void>;
   /** Model folder names under the models dir (GET /models/video_models). */
   listModels(): string[];
+  /** The folder GET /workflows lists and serves. */
+  workflowsDir: string;
   version: string;
 }
 
@@ -288,6 +291,21 @@ export function createApiRouter(ctx: ApiContext): Router {
   });
   r.get('/models/:folder', (req, res) => {
     res.json(req.params.folder === 'video_models' ? ctx.listModels() : []);
+  });
+
+  r.get('/workflows', async (_req, res) => {
+    res.set('Cache-Control', 'no-cache').json(await listWorkflows(ctx.workflowsDir));
+  });
+
+  r.get('/workflows/:name', async (req, res) => {
+    let file: string;
+    try {
+      file = await resolveWorkflow(ctx.workflowsDir, String(req.params.name));
+    } catch (err) {
+      if (err instanceof PathError) throw new HttpError(err.status, 'invalid_path', err.message);
+      throw err;
+    }
+    res.sendFile(file, { dotfiles: 'deny', headers: { 'Cache-Control': 'no-cache' } });
   });
 
   r.post('/free', json, async (req, res) => {

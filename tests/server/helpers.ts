@@ -1,6 +1,7 @@
 // Shared by the server tests: a real server on a free loopback port over temp folders, a JSON
 // HTTP helper, and a WebSocket client that records every message it receives.
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { WebSocket } from 'ws';
@@ -166,4 +167,27 @@ export async function until<T>(fn: () => Promise<T | undefined>, timeoutMs = 20_
     if (Date.now() > end) throw new Error('timed out');
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** Raw HTTP GET with the path sent byte for byte (fetch would normalise `..` and `%2e`). */
+export function rawGet(
+  port: number,
+  target: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let data = '';
+    sock.on('data', (d) => (data += d.toString('latin1')));
+    sock.on('error', reject);
+    sock.on('end', () => {
+      const status = Number(/^HTTP\/1\.1 (\d+)/.exec(data)?.[1] ?? 0);
+      resolve({ status, body: data.slice(data.indexOf('\r\n\r\n') + 4) });
+    });
+    const all = { Host: `127.0.0.1:${port}`, ...headers, Connection: 'close' };
+    const lines = Object.entries(all)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('');
+    sock.write(`GET ${target} HTTP/1.1\r\n${lines}\r\n`);
+  });
 }

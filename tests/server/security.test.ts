@@ -1,7 +1,6 @@
 // Safe by default: files never leave their folders, other sites cannot drive the server, a token
 // guards anything beyond loopback, bodies are bounded and malformed input is a 4xx.
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +8,7 @@ import { WebSocket } from 'ws';
 import { startServer } from '../../server/api/index.ts';
 import { checkAccess, isCrossOrigin, listenProblem, presentedToken } from '../../server/api/security.ts';
 import { unsafeFragment } from '../../server/api/paths.ts';
-import { connect, request, startTestServer, wsUrl, type TestServer } from './helpers.ts';
+import { connect, rawGet, request, startTestServer, wsUrl, type TestServer } from './helpers.ts';
 
 const SECRET = 'TOP-SECRET-CONTENT-do-not-serve';
 let server: TestServer;
@@ -27,29 +26,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await server.close();
 });
-
-/** Raw HTTP GET with the path sent byte for byte (fetch would normalise `..` and `%2e`). */
-function rawGet(
-  port: number,
-  target: string,
-  headers: Record<string, string> = {},
-): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(port, '127.0.0.1');
-    let data = '';
-    sock.on('data', (d) => (data += d.toString('latin1')));
-    sock.on('error', reject);
-    sock.on('end', () => {
-      const status = Number(/^HTTP\/1\.1 (\d+)/.exec(data)?.[1] ?? 0);
-      resolve({ status, body: data.slice(data.indexOf('\r\n\r\n') + 4) });
-    });
-    const all = { Host: `127.0.0.1:${port}`, ...headers, Connection: 'close' };
-    const lines = Object.entries(all)
-      .map(([k, v]) => `${k}: ${v}\r\n`)
-      .join('');
-    sock.write(`GET ${target} HTTP/1.1\r\n${lines}\r\n`);
-  });
-}
 
 describe('path traversal', () => {
   const variants = [
