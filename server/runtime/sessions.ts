@@ -178,11 +178,19 @@ export class SessionPool {
     signal?: AbortSignal,
   ): Promise<Record<string, WireTensor>> {
     signal?.throwIfAborted();
-    // Re-open after release(): model handles outlive a /free and keep working.
-    let s = await this.open(session.file, session.provider);
-    // Released, closed or file changed while that was settling: open what is current now.
-    if (this.sessions.get(`${s.provider}|${s.file}`)?.key !== s.key)
+    let s = session;
+    const entry = this.sessions.get(`${session.provider}|${session.file}`);
+    if (entry?.key === session.key) {
+      // Still open: no stat per call (a UNet runs S times per clip). A file rewritten on disk is
+      // picked up by the next loadModel(), which stamps the folder (LoadVideoModel calls it every run).
+      entry.lastUsed = ++this.serial;
+    } else {
+      // Re-open after release(): model handles outlive a /free and keep working.
       s = await this.open(session.file, session.provider);
+      // Released, closed or file changed while that was settling: open what is current now.
+      if (this.sessions.get(`${s.provider}|${s.file}`)?.key !== s.key)
+        s = await this.open(session.file, session.provider);
+    }
     signal?.throwIfAborted();
     const res = this.call({ op: 'run', key: s.key, feeds, fetches }, transfer);
     if (!signal) return (await res) as Record<string, WireTensor>;
