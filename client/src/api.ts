@@ -12,6 +12,13 @@ import type {
   ServerMessage,
 } from './types.ts';
 
+/** One entry of GET /workflows. */
+export interface WorkflowListEntry {
+  name: string;
+  format: 'api' | 'canvas';
+  title?: string;
+}
+
 /** The server refused a prompt (400): its message and the per-node errors to draw. */
 export class PromptRejectedError extends Error {
   readonly nodeErrors: NodeErrors;
@@ -50,6 +57,10 @@ export interface Api {
   /** The most recent history entry, if any. */
   lastHistory(): Promise<HistoryEntry | undefined>;
   viewUrl(file: FileRef): string;
+  /** The workflow files in the server's workflows folder. */
+  listWorkflows(): Promise<WorkflowListEntry[]>;
+  /** One of them, parsed (canvas or API format). */
+  getWorkflow(name: string): Promise<unknown>;
   connect(handlers: SocketHandlers): () => void;
 }
 
@@ -143,6 +154,8 @@ export function createApi(base: URL = new URL('.', window.location.href)): Api {
       });
       return url(`view?${q.toString()}`);
     },
+    listWorkflows: async () => (await request('workflows')) as WorkflowListEntry[],
+    getWorkflow: (name) => request(`workflows/${encodeURIComponent(name)}`),
     connect(handlers) {
       let socket: WebSocket | undefined;
       let closed = false;

@@ -26,9 +26,9 @@ import {
   buildFromApi,
   classifyWorkflow,
   downloadJson,
-  loadShippedWorkflow,
+  DEFAULT_WORKFLOW,
+  loadBundledDefault,
   readJsonFile,
-  shippedWorkflows,
 } from './workflows.ts';
 
 export interface App {
@@ -212,8 +212,9 @@ export async function startApp(): Promise<App> {
     if (name !== undefined) document.title = `rdflow · ${name}`;
   };
 
+  /** Opens a workflow from the server's workflows folder (GET /workflows/:name). */
   const openShipped = async (name: string): Promise<void> => {
-    loadWorkflow(await loadShippedWorkflow(name), name);
+    loadWorkflow(await api.getWorkflow(name), name);
   };
 
   // The converter the CLI and server use, reading each node type's widgets from /object_info.
@@ -417,7 +418,7 @@ export async function startApp(): Promise<App> {
       }
     },
     open: (file) => void openFile(file),
-    workflows: shippedWorkflows(),
+    listWorkflows: () => api.listWorkflows(),
     openShipped: (name) => void openShipped(name).catch((e: unknown) => toast(messageOf(e), 'error')),
     undo,
     redo,
@@ -461,8 +462,14 @@ export async function startApp(): Promise<App> {
     }
   }
   if (!loaded) {
-    const first = shippedWorkflows()[0];
-    if (first !== undefined) await openShipped(first);
+    // The server's copy (it may have been edited there); the bundled one only if that fails.
+    let json: unknown;
+    try {
+      json = await api.getWorkflow(DEFAULT_WORKFLOW);
+    } catch {
+      json = await loadBundledDefault();
+    }
+    loadWorkflow(json, DEFAULT_WORKFLOW);
   }
   panel.render(state);
   void panel.refresh();

@@ -1,11 +1,14 @@
-// The top bar: queue and stop, save/export/open, the shipped workflows, undo/redo.
+// The top bar: queue and stop, save/export/open, the server's workflows, undo/redo.
+import type { WorkflowListEntry } from './api.ts';
+
 export interface ToolbarActions {
   queue(): void;
   interrupt(): void;
   save(): void;
   exportApi(): void;
   open(file: File): void;
-  workflows: string[];
+  /** The server's workflows folder (GET /workflows), read when the bar is built and on focus. */
+  listWorkflows(): Promise<WorkflowListEntry[]>;
   openShipped(name: string): void;
   undo(): void;
   redo(): void;
@@ -39,11 +42,35 @@ export function buildToolbar(root: HTMLElement, a: ToolbarActions): void {
 
   const list = document.createElement('select');
   list.id = 'workflow-list';
-  list.title = 'Open a workflow shipped with rdflow';
+  list.title = "Open a workflow from the server's workflows folder";
   const placeholder = new Option('Workflows…', '');
   placeholder.disabled = true;
-  list.append(placeholder, ...a.workflows.map((n) => new Option(n, n)));
+  list.append(placeholder);
   list.value = '';
+  let shown = '';
+  const refresh = (): void => {
+    a.listWorkflows()
+      .then((entries) => {
+        // Rebuilt only when the folder changed, so an open dropdown is not disturbed.
+        const key = JSON.stringify(entries);
+        if (key === shown) return;
+        shown = key;
+        list.replaceChildren(
+          placeholder,
+          ...entries.map((w) => {
+            const o = new Option(w.title ?? w.name, w.name);
+            o.title = `${w.name} (${w.format} format)`;
+            return o;
+          }),
+        );
+        list.value = '';
+      })
+      .catch(() => {
+        // The server is unreachable: keep the last list; the next focus tries again.
+      });
+  };
+  refresh();
+  list.addEventListener('focus', refresh);
   list.addEventListener('change', () => {
     if (list.value !== '') a.openShipped(list.value);
     list.value = '';

@@ -1,6 +1,7 @@
-// Workflow files: the ones shipped in workflows/ (bundled at build time, so the list needs no
-// server route), reading dropped or uploaded files, downloading the graph, and laying out an
-// API-format workflow on the canvas (API files carry no positions).
+// Workflow files: a bundled copy of the default one (used only when the server's cannot be
+// fetched; the Workflows… list itself is GET /workflows), reading dropped or uploaded files,
+// downloading the graph, and laying out an API-format workflow on the canvas (API files carry no
+// positions).
 import { LiteGraph } from '@comfyorg/litegraph';
 import type { LGraph, LGraphNode } from '@comfyorg/litegraph';
 import { isCanvasWorkflow, type CanvasWorkflow } from '../../server/engine/canvas.ts';
@@ -12,24 +13,16 @@ export const DEFAULT_WORKFLOW = 'vidrd-long-video.canvas.json';
 /** Opened when the canvas-format default is not shipped (API format, laid out automatically). */
 const FALLBACK_WORKFLOW = 'vidrd-long-video.json';
 
-// Lazy: each workflow is its own small chunk, fetched when opened.
-const shipped = import.meta.glob<unknown>('../../workflows/*.json', { import: 'default' });
+// Lazy: each bundled copy is its own small chunk, fetched only when the server's is unavailable.
+const bundled = import.meta.glob<unknown>('../../workflows/vidrd-long-video*.json', { import: 'default' });
 
-function baseName(path: string): string {
-  return path.slice(path.lastIndexOf('/') + 1);
-}
-
-/** Names of the workflows shipped with rdflow, the default first. */
-export function shippedWorkflows(): string[] {
-  const names = Object.keys(shipped).map(baseName).sort();
-  const first = [DEFAULT_WORKFLOW, FALLBACK_WORKFLOW].filter((n) => names.includes(n));
-  return [...first, ...names.filter((n) => !first.includes(n))];
-}
-
-export async function loadShippedWorkflow(name: string): Promise<unknown> {
-  const key = Object.keys(shipped).find((k) => baseName(k) === name);
-  if (key === undefined) throw new Error(`No shipped workflow named ${name}`);
-  return shipped[key]();
+/** The bundled copy of the default workflow (canvas format, else the API-format one). */
+export async function loadBundledDefault(): Promise<unknown> {
+  for (const name of [DEFAULT_WORKFLOW, FALLBACK_WORKFLOW]) {
+    const load = bundled[`../../workflows/${name}`];
+    if (load !== undefined) return load();
+  }
+  throw new Error(`No bundled copy of ${DEFAULT_WORKFLOW}`);
 }
 
 export type WorkflowJson = { kind: 'canvas'; workflow: CanvasWorkflow } | { kind: 'api'; prompt: ApiPrompt };
