@@ -3,6 +3,7 @@
 // Queue button posts, the run shows its progress and ends with the video playing on its node, a
 // broken link is drawn as an error on its node, and undo brings the link back.
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -77,6 +78,29 @@ async function capturePrompts(page: Page): Promise<{ prompt: ApiPrompt; client_i
   return posted;
 }
 
+/** Title the server's copy of the default workflow gives its LoopStart (the shipped file has none such). */
+const SERVER_COPY_TITLE = 'Clips (server copy)';
+const EXTRA_WORKFLOW = 'zz-extra.canvas.json';
+
+/**
+ * The server's workflows folder: the shipped files, the default one retitled so the page shows
+ * which copy it opened, and one extra workflow that the build never saw.
+ */
+function serverWorkflows(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-browser-workflows-'));
+  for (const name of fs.readdirSync(path.join(repoRoot, 'workflows'))) {
+    fs.copyFileSync(path.join(repoRoot, 'workflows', name), path.join(dir, name));
+  }
+  const copy = structuredClone(workflow);
+  copy.nodes.find((n) => n.id === LOOP)!.title = SERVER_COPY_TITLE;
+  fs.writeFileSync(path.join(dir, 'vidrd-long-video.canvas.json'), JSON.stringify(copy));
+  fs.copyFileSync(
+    path.join(repoRoot, 'workflows', 'single-clip.canvas.json'),
+    path.join(dir, EXTRA_WORKFLOW),
+  );
+  return dir;
+}
+
 describe.skipIf(problem !== undefined)('editor in chromium', () => {
   let server: EditorServer;
   let browser: Browser;
@@ -86,7 +110,7 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
   const frames = Number(workflow.nodes.find((n) => n.id === NOISE)?.widgets_values?.[2]);
 
   beforeAll(async () => {
-    server = await startEditorServer();
+    server = await startEditorServer({ workflowsDir: serverWorkflows() });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
     editor = await openEditor(browser, server.url);
     posted = await capturePrompts(editor.page);
@@ -105,6 +129,9 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
     expect(nodes.sort((a: { id: number }, b: { id: number }) => a.id - b.id)).toEqual(
       workflow.nodes.map((n) => ({ id: n.id, type: n.type })),
     );
+    // The server's copy, not the one bundled into the build.
+    const loopTitle = await editor.page.evaluate((id) => window.rdflow!.graph.getNodeById(id)?.title, LOOP);
+    expect(loopTitle).toBe(SERVER_COPY_TITLE);
     expect(editor.errors).toEqual([]);
   });
 
@@ -377,6 +404,40 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
     await expect
       .poll(() => page.evaluate(() => window.rdflow!.graph.nodes.length))
       .toBe(workflow.nodes.length);
+    expect(editor.errors).toEqual([]);
+  });
+
+  it("lists the server's workflows folder, files the build never saw included, and opens them", async () => {
+    const { page } = editor;
+    const dir = server.workflowsDir;
+    const onDisk = fs.readdirSync(dir).filter((n) => n.endsWith('.json'));
+    const listed = async () =>
+      page.evaluate(() =>
+        Array.from((document.getElementById('workflow-list') as HTMLSelectElement).options)
+          .map((o) => o.value)
+          .filter((v) => v !== ''),
+      );
+    await expect.poll(listed).toEqual(onDisk.sort());
+    expect(await listed()).toContain(EXTRA_WORKFLOW);
+
+    const extra = JSON.parse(fs.readFileSync(path.join(dir, EXTRA_WORKFLOW), 'utf8')) as CanvasFile;
+    await page.selectOption('#workflow-list', EXTRA_WORKFLOW);
+    await expect
+      .poll(() =>
+        page.evaluate(() => window.rdflow!.graph.nodes.map((n: NodeLike) => `${n.id}:${n.type}`).sort()),
+      )
+      .toEqual(extra.nodes.map((n) => `${n.id}:${n.type}`).sort());
+
+    // A file added while the page is open appears the next time the list is focused.
+    fs.copyFileSync(path.join(dir, 'single-clip.json'), path.join(dir, 'added-later.json'));
+    await page.focus('#workflow-list');
+    await expect.poll(listed).toContain('added-later.json');
+
+    // Back to the default workflow (the server's copy), which the tests after this one expect.
+    await page.selectOption('#workflow-list', 'vidrd-long-video.canvas.json');
+    await expect
+      .poll(() => page.evaluate((id) => window.rdflow!.graph.getNodeById(id)?.title, LOOP))
+      .toBe(SERVER_COPY_TITLE);
     expect(editor.errors).toEqual([]);
   });
 

@@ -54,16 +54,19 @@ export function ensureClientBuilt(): string {
 export interface EditorServer extends RunningServer {
   root: string;
   outputDir: string;
+  /** The folder GET /workflows lists. */
+  workflowsDir: string;
   logs: string[];
 }
 
-export async function startEditorServer(): Promise<EditorServer> {
+export async function startEditorServer(opts: { workflowsDir?: string } = {}): Promise<EditorServer> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-browser-'));
   const outputDir = path.join(root, 'output');
   const modelsDir = path.join(root, 'models');
   // Generated before the server starts, so the first run does not include building the model.
   await ensureDemoModel(modelsDir);
   const logs: string[] = [];
+  const workflowsDir = opts.workflowsDir ?? path.join(repoRoot, 'workflows');
   const server = await startServer({
     port: 0,
     host: '127.0.0.1',
@@ -71,9 +74,10 @@ export async function startEditorServer(): Promise<EditorServer> {
     modelsDir,
     dataDir: path.join(root, 'data'),
     clientDir: ensureClientBuilt(),
+    workflowsDir,
     log: (m) => logs.push(m),
   });
-  return { ...server, root, outputDir, logs };
+  return { ...server, root, outputDir, workflowsDir, logs };
 }
 
 export interface EditorPage {
