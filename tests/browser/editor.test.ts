@@ -441,6 +441,26 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
     expect(editor.errors).toEqual([]);
   });
 
+  it("opens the bundled default workflow on first visit when the server's copy cannot be fetched", async () => {
+    const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
+    try {
+      const page = await context.newPage();
+      await page.route('**/workflows/vidrd-long-video.canvas.json', (route) => route.abort());
+      await page.goto(server.url);
+      await waitReady(page);
+      const nodes = await page.evaluate(() =>
+        window.rdflow!.graph.nodes.map((n: NodeLike) => `${n.id}:${n.type}`).sort(),
+      );
+      expect(nodes).toEqual(workflow.nodes.map((n) => `${n.id}:${n.type}`).sort());
+      // The shipped file's title, not the server copy's.
+      expect(await page.evaluate((id) => window.rdflow!.graph.getNodeById(id)?.title, LOOP)).not.toBe(
+        SERVER_COPY_TITLE,
+      );
+    } finally {
+      await context.close();
+    }
+  });
+
   it('bypasses (Ctrl+B) and mutes (Ctrl+M) the selected node, which changes what is posted', async () => {
     const { page } = editor;
     const fnr = idOf('FNRReverse');
