@@ -52,6 +52,19 @@ const NOISE = idOf('NoiseInit');
 const MP4 = idOf('VideoWrite', /mp4/i);
 
 /** Statuses the side panel shows, recorded as they change. */
+/** RGBA of the canvas pixel just left of a node's edge, where its outline is drawn. */
+function outlinePixel(page: Page, nodeId: number): Promise<number[]> {
+  return page.evaluate((id) => {
+    const app = window.rdflow!;
+    const node = app.graph.getNodeById(id)!;
+    app.canvas.draw(true, true);
+    const [x, y] = app.canvas.ds.convertOffsetToCanvas([node.pos[0] - 5, node.pos[1] + node.size[1] / 2]);
+    const dpr = window.devicePixelRatio || 1;
+    const ctx = app.canvas.canvas.getContext('2d')!;
+    return Array.from(ctx.getImageData(Math.round(x * dpr), Math.round(y * dpr), 1, 1).data);
+  }, nodeId);
+}
+
 async function recordStatuses(page: Page): Promise<string[]> {
   const seen: string[] = [];
   await page.exposeFunction('rdflowStatus', (text: string) => seen.push(text));
@@ -265,15 +278,7 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
     editor.errors.length = 0;
 
     // The node is outlined in red on the canvas: read the pixel on its left edge.
-    const pixel = await page.evaluate((id) => {
-      const app = window.rdflow!;
-      const node = app.graph.getNodeById(id)!;
-      app.canvas.draw(true, true);
-      const [x, y] = app.canvas.ds.convertOffsetToCanvas([node.pos[0] - 5, node.pos[1] + node.size[1] / 2]);
-      const dpr = window.devicePixelRatio || 1;
-      const ctx = app.canvas.canvas.getContext('2d')!;
-      return Array.from(ctx.getImageData(Math.round(x * dpr), Math.round(y * dpr), 1, 1).data);
-    }, SAMPLER);
+    const pixel = await outlinePixel(page, SAMPLER);
     expect(pixel[0]).toBeGreaterThan(200);
     expect(pixel[1]).toBeLessThan(120);
 
@@ -301,16 +306,7 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
       { timeout: 30_000 },
     );
     // The running node is outlined in green on the canvas.
-    const pixel = await page.evaluate((id) => {
-      const app = window.rdflow!;
-      const node = app.graph.getNodeById(id)!;
-      app.canvas.draw(true, true);
-      const [x, y] = app.canvas.ds.convertOffsetToCanvas([node.pos[0] - 5, node.pos[1] + node.size[1] / 2]);
-      const dpr = window.devicePixelRatio || 1;
-      return Array.from(
-        app.canvas.canvas.getContext('2d')!.getImageData(Math.round(x * dpr), Math.round(y * dpr), 1, 1).data,
-      );
-    }, SAMPLER);
+    const pixel = await outlinePixel(page, SAMPLER);
     expect(pixel[1]).toBeGreaterThan(180);
     expect(pixel[0]).toBeLessThan(120);
 
