@@ -15,7 +15,8 @@
 // when every element is an integer, FLOATS otherwise; a string is STRING; a TensorValue (from
 // `tensorValue`) is TENSOR. Wrap with `attr.float(1)` / `attr.floats([1, 2])` / `attr.int(n)` /
 // `attr.ints([..])` when the inferred kind is wrong (e.g. LeakyRelu alpha = 1.0 must be FLOAT).
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, writeFile } from 'node:fs/promises';
+import { float32ToFloat16 } from '../../../nodes/lib/half.ts';
 import path from 'node:path';
 import onnxProto from 'onnx-proto';
 
@@ -158,6 +159,13 @@ function valueInfo(name: string, type: ElemType, dims: readonly Dim[] | null): o
   return onnx.ValueInfoProto.create({ name, type: { tensorType } });
 }
 
+interface LazyInitializer {
+  name: string;
+  type: 'float32' | 'float16';
+  dims: number[];
+  produce: () => Promise<Float32Array>;
+}
+
 export interface ModelBuilderOptions {
   /** Graph name (shows in tools such as Netron). */
   name?: string;
@@ -183,8 +191,10 @@ export class ModelBuilder {
   private readonly inputs: onnxProto.onnx.ValueInfoProto[] = [];
   private readonly outputs: onnxProto.onnx.ValueInfoProto[] = [];
   private readonly initializers: { name: string; value: TensorValue }[] = [];
+  private readonly lazy: LazyInitializer[] = [];
   private readonly nodes: onnxProto.onnx.NodeProto[] = [];
   private readonly used = new Set<string>();
+  private readonly domains = new Set<string>();
   private counter = 0;
 
   constructor(opts: ModelBuilderOptions = {}) {
@@ -214,6 +224,30 @@ export class ModelBuilder {
     return name;
   }
 
+  /**
+   * A weight whose values are produced only when the model is written with `saveStreaming`, one at
+   * a time, so a converter never holds more than one tensor. Stored as `type` (float32 values are
+   * rounded to float16 when `type` is float16).
+   */
+  lazyInitializer(
+    name: string,
+    type: 'float32' | 'float16',
+    dims: readonly number[],
+    produce: () => Promise<Float32Array>,
+  ): string {
+    this.claim(name);
+    this.lazy.push({ name, type, dims: [...dims], produce });
+    return name;
+  }
+
+  /** Bytes the lazy weights will take on disk. */
+  lazyBytes(): number {
+    return this.lazy.reduce(
+      (a, l) => a + l.dims.reduce((p, d) => p * d, 1) * (l.type === 'float16' ? 2 : 4),
+      0,
+    );
+  }
+
   /** A fresh unique value name starting with `prefix`. */
   fresh(prefix = 't'): string {
     let n: string;
@@ -232,6 +266,7 @@ export class ModelBuilder {
     opts: { name?: string; domain?: string } = {},
   ): void {
     for (const o of outputs) this.used.add(o);
+    if (opts.domain !== undefined && opts.domain !== '') this.domains.add(opts.domain);
     this.nodes.push(
       onnx.NodeProto.create({
         opType,
@@ -245,14 +280,21 @@ export class ModelBuilder {
   }
 
   /** A single-output node whose output name is generated; returns that name. */
-  op(opType: string, inputs: readonly string[], attrs: Readonly<Record<string, AttrValue>> = {}): string {
+  op(
+    opType: string,
+    inputs: readonly string[],
+    attrs: Readonly<Record<string, AttrValue>> = {},
+    opts: { domain?: string } = {},
+  ): string {
     const out = this.fresh(opType.toLowerCase());
-    this.node(opType, inputs, [out], attrs);
+    this.node(opType, inputs, [out], attrs, opts);
     return out;
   }
 
   /** The model with every weight inside it. */
   toBytes(): Uint8Array {
+    if (this.lazy.length > 0)
+      throw new Error('ONNX builder: a model with lazy weights is written with saveStreaming');
     return this.encode(new Map()).model;
   }
 
@@ -278,6 +320,62 @@ export class ModelBuilder {
     await writeFile(path.join(path.dirname(file), opts.externalData), Buffer.concat(chunks));
   }
 
+  /**
+   * Writes the model with its weights streamed into `externalData` beside it: each lazy weight is
+   * produced, written and dropped before the next, so peak memory is one tensor, not the model.
+   * Weights under `externalThreshold` bytes (default 1024) stay inline. `onWeight` reports progress.
+   */
+  async saveStreaming(
+    file: string,
+    opts: {
+      externalData: string;
+      externalThreshold?: number;
+      onWeight?: (name: string, bytes: number) => void;
+    },
+  ): Promise<void> {
+    await mkdir(path.dirname(file), { recursive: true });
+    const threshold = opts.externalThreshold ?? 1024;
+    const external = new Map<string, { offset: number; length: number }>();
+    const inline: { name: string; value: TensorValue }[] = [];
+    const fh = await open(path.join(path.dirname(file), opts.externalData), 'w');
+    let offset = 0;
+    try {
+      const write = async (name: string, value: TensorValue): Promise<void> => {
+        const bytes = value.data.byteLength;
+        if (bytes < threshold) {
+          inline.push({ name, value });
+        } else {
+          const view = new Uint8Array(value.data.buffer, value.data.byteOffset, bytes);
+          let done = 0;
+          while (done < bytes) done += (await fh.write(view, done, bytes - done, offset + done)).bytesWritten;
+          external.set(name, { offset, length: bytes });
+          offset += bytes;
+        }
+        opts.onWeight?.(name, bytes);
+      };
+      for (const { name, value } of this.initializers) await write(name, value);
+      for (const l of this.lazy) {
+        const values = await l.produce();
+        const n = l.dims.reduce((p, d) => p * d, 1);
+        if (values.length !== n) {
+          throw new Error(
+            `weight "${l.name}": produced ${values.length} values for shape [${l.dims.join(', ')}]`,
+          );
+        }
+        await write(l.name, tensorValue(l.type === 'float16' ? float32ToFloat16(values) : values, l.dims));
+      }
+    } finally {
+      await fh.close();
+    }
+    const { model } = this.encode(external, opts.externalData, inline);
+    await writeFile(file, model);
+  }
+
+  private extraDomains(): { domain: string; version: number }[] {
+    // Contrib operator sets (com.microsoft) are versioned 1.
+    return [...this.domains].map((domain) => ({ domain, version: 1 }));
+  }
+
   private claim(name: string): void {
     if (this.used.has(name)) throw new Error(`ONNX builder: value name "${name}" is already used`);
     this.used.add(name);
@@ -286,20 +384,41 @@ export class ModelBuilder {
   private encode(
     external: Map<string, { offset: number; length: number }>,
     location = '',
+    streamed?: readonly { name: string; value: TensorValue }[],
   ): { model: Uint8Array } {
-    const initializer = this.initializers.map(({ name, value }) => {
+    const externalProto = (
+      name: string,
+      type: ElemType,
+      dims: readonly number[],
+    ): onnxProto.onnx.TensorProto => {
       const where = external.get(name);
-      const t = tensorProto(name, value);
-      if (where === undefined) return t;
-      t.rawData = new Uint8Array(0);
-      t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
-      t.externalData = [
-        { key: 'location', value: location },
-        { key: 'offset', value: String(where.offset) },
-        { key: 'length', value: String(where.length) },
-      ].map((e) => onnx.StringStringEntryProto.create(e));
-      return t;
-    });
+      if (where === undefined) throw new Error(`ONNX builder: weight "${name}" was not written`);
+      return onnx.TensorProto.create({
+        name,
+        dataType: ELEM[type],
+        dims: [...dims],
+        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+        externalData: [
+          { key: 'location', value: location },
+          { key: 'offset', value: String(where.offset) },
+          { key: 'length', value: String(where.length) },
+        ].map((e) => onnx.StringStringEntryProto.create(e)),
+      });
+    };
+    const initializer =
+      streamed === undefined
+        ? this.initializers.map(({ name, value }) =>
+            external.has(name) ? externalProto(name, value.type, value.dims) : tensorProto(name, value),
+          )
+        : [
+            ...streamed.map(({ name, value }) => tensorProto(name, value)),
+            ...this.initializers
+              .filter(({ name }) => external.has(name))
+              .map(({ name, value }) => externalProto(name, value.type, value.dims)),
+            ...this.lazy
+              .filter(({ name }) => external.has(name))
+              .map((l) => externalProto(l.name, l.type, l.dims)),
+          ];
     const graph = onnx.GraphProto.create({
       name: this.name,
       node: this.nodes,
@@ -310,7 +429,7 @@ export class ModelBuilder {
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: this.producerName,
-      opsetImport: [{ domain: '', version: this.opset }],
+      opsetImport: [{ domain: '', version: this.opset }, ...this.extraDomains()],
       graph,
     });
     return { model: onnx.ModelProto.encode(model).finish() };
