@@ -78,6 +78,19 @@ export class Net {
     return this.b.op('Cast', [name], { to: 1 });
   }
 
+  /** Whether the source holds `key` (under this net's prefix): for layouts whose key names vary by version. */
+  has(key: string): boolean {
+    return this.source.tensors.has((this.opts.prefix ?? '') + key);
+  }
+
+  /** The source's keys under this net's prefix, prefix removed (to classify what a converter skips). */
+  keys(): string[] {
+    const prefix = this.opts.prefix ?? '';
+    return [...this.source.tensors.keys()]
+      .filter((k) => k.startsWith(prefix))
+      .map((k) => k.slice(prefix.length));
+  }
+
   /** Keys of the source under this net's prefix that the graph never asked for. */
   report(): KeyReport {
     const prefix = this.opts.prefix ?? '';
