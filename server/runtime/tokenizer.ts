@@ -98,6 +98,56 @@ function tokenName(v: unknown): string | undefined {
   return undefined;
 }
 
+interface AddedToken {
+  id: number;
+  content: string;
+  single_word: boolean;
+  lstrip: boolean;
+  rstrip: boolean;
+  normalized: boolean;
+  special: boolean;
+}
+
+/**
+ * The tokenizer's added tokens plus the special tokens tokenizer_config.json names (its
+ * added_tokens_decoder and bos/eos/unk/pad). transformers' CLIPTokenizer (slow and fast) cuts
+ * these out of the prompt before BPE, so with SD 2.x's pad token "!" a "!" typed in a prompt
+ * becomes the pad id, not the "!</w>" BPE token; the text encoders were used that way.
+ */
+function withConfigSpecials(json: Record<string, unknown>, config: Record<string, unknown>): AddedToken[] {
+  const added = Array.isArray(json.added_tokens) ? [...(json.added_tokens as AddedToken[])] : [];
+  const model = json.model as { vocab?: Record<string, number> } | undefined;
+  const have = new Set(added.map((t) => t.content));
+  const add = (content: string, id: number | undefined, entry: Record<string, unknown> = {}): void => {
+    if (have.has(content) || id === undefined || !Number.isInteger(id)) return;
+    have.add(content);
+    const flag = (k: string, fallback: boolean): boolean =>
+      typeof entry[k] === 'boolean' ? (entry[k] as boolean) : fallback;
+    added.push({
+      id,
+      content,
+      single_word: flag('single_word', false),
+      lstrip: flag('lstrip', false),
+      rstrip: flag('rstrip', false),
+      // The slow tokenizer matches added tokens in the raw text.
+      normalized: flag('normalized', false),
+      special: flag('special', true),
+    });
+  };
+  const decoder = config.added_tokens_decoder;
+  if (typeof decoder === 'object' && decoder !== null) {
+    for (const [id, entry] of Object.entries(decoder as Record<string, unknown>)) {
+      const content = tokenName(entry);
+      if (content !== undefined) add(content, Number(id), entry as Record<string, unknown>);
+    }
+  }
+  for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token']) {
+    const content = tokenName(config[key]);
+    if (content !== undefined) add(content, model?.vocab?.[content]);
+  }
+  return added;
+}
+
 async function readJson(file: string): Promise<unknown> {
   const rel = path.join(path.basename(path.dirname(file)), path.basename(file));
   let text: string;
@@ -134,7 +184,10 @@ export async function loadClipTokenizer(tokenizerDir: string): Promise<ClipToken
     json = clipTokenizerJson(vocab, parseMerges(merges));
   }
   // Specials and padding are applied below, one way for both sources.
-  const tok = new Tokenizer({ ...json, post_processor: null }, { ...config });
+  const tok = new Tokenizer(
+    { ...json, added_tokens: withConfigSpecials(json, config), post_processor: null },
+    { ...config },
+  );
   const idOf = (key: string, fallback: string): number => {
     const name = tokenName(config[key]) ?? fallback;
     const id = tok.token_to_id(name);
