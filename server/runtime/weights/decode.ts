@@ -26,6 +26,8 @@ export function toFloat32(bytes: Uint8Array, dtype: StoredDType, n: number): Flo
       return Float32Array.from(new BigInt64Array(buf, 0, n), (v) => Number(v));
     case 'int32':
       return Float32Array.from(new Int32Array(buf, 0, n));
+    case 'int16':
+      return Float32Array.from(new Int16Array(buf, 0, n));
     case 'int8':
       return Float32Array.from(new Int8Array(buf, 0, n));
     case 'uint8':

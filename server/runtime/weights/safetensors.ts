@@ -1,8 +1,9 @@
 // safetensors files: an 8-byte little-endian header length, a JSON header naming each tensor's
 // dtype, shape and byte range, then the raw data. Only the header is parsed up front; each tensor
 // is read by offset when asked for, so a multi-GB file costs one tensor's memory at a time.
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
+import { float32ToFloat16 } from '../../../nodes/lib/half.ts';
 import { toFloat32 } from './decode.ts';
 import { DTYPE_BYTES, numel, type StoredDType, type TensorInfo, type WeightSource } from './types.ts';
 
@@ -13,6 +14,7 @@ const DTYPES: Record<string, StoredDType> = {
   F64: 'float64',
   I64: 'int64',
   I32: 'int32',
+  I16: 'int16',
   I8: 'int8',
   U8: 'uint8',
   BOOL: 'bool',
@@ -117,5 +119,116 @@ export async function openSafetensors(file: string, label = path.basename(file))
   } catch (e) {
     await fh.close();
     throw e;
+  }
+}
+
+/** One tensor to write: its values are produced only when its turn comes. */
+export interface SafetensorsEntry {
+  readonly key: string;
+  readonly dtype: 'float32' | 'float16' | 'bfloat16';
+  readonly shape: readonly number[];
+  readonly produce: () => Float32Array | Promise<Float32Array>;
+}
+
+const WRITE_DTYPES = { float32: 'F32', float16: 'F16', bfloat16: 'BF16' } as const;
+
+/** float32 → bfloat16 bits, rounding to nearest even (NaN stays a quiet NaN). */
+function toBFloat16(src: Float32Array): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const u = bits[i];
+    if ((u & 0x7fffffff) > 0x7f800000) out[i] = ((u >>> 16) & 0x8000) | 0x7fc0;
+    else out[i] = (u + 0x7fff + ((u >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+/**
+ * Writes a safetensors file: the header (from every entry's key, dtype and shape), then each
+ * entry's `produce()` in turn, so one tensor is in memory at a time. The file appears under its
+ * name only when complete (written to a temporary name in the same folder, then renamed).
+ */
+export async function writeSafetensors(
+  file: string,
+  entries: Iterable<SafetensorsEntry> | AsyncIterable<SafetensorsEntry>,
+  metadata?: Readonly<Record<string, string>>,
+): Promise<void> {
+  const list: SafetensorsEntry[] = [];
+  for await (const e of entries) list.push(e);
+  const header: Record<string, unknown> = {};
+  if (metadata !== undefined) header.__metadata__ = { ...metadata };
+  let offset = 0;
+  for (const e of list) {
+    if (e.key === '__metadata__' || Object.hasOwn(header, e.key)) {
+      throw new Error(
+        `${file}: tensor key "${e.key}" is ${e.key === '__metadata__' ? 'reserved' : 'repeated'}`,
+      );
+    }
+    if (!(e.dtype in WRITE_DTYPES))
+      throw new Error(`${file}: tensor "${e.key}": cannot write dtype ${e.dtype}`);
+    if (!e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new Error(`${file}: tensor "${e.key}": bad shape [${e.shape.join(', ')}]`);
+    }
+    const bytes = numel(e.shape) * DTYPE_BYTES[e.dtype];
+    header[e.key] = {
+      dtype: WRITE_DTYPES[e.dtype],
+      shape: [...e.shape],
+      data_offsets: [offset, offset + bytes],
+    };
+    offset += bytes;
+  }
+  // The data must start 8-byte aligned: pad the JSON with spaces, as the reference writer does.
+  let json = Buffer.from(JSON.stringify(header), 'utf8');
+  const pad = (8 - (json.length % 8)) % 8;
+  if (pad > 0) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+
+  const tmp = `${file}.tmp-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+  const fh = await open(tmp, 'wx');
+  let ok = false;
+  try {
+    let pos = 0;
+    const write = async (b: Uint8Array) => {
+      let done = 0;
+      while (done < b.length) {
+        const { bytesWritten } = await fh.write(b, done, Math.min(b.length - done, 1 << 30), pos + done);
+        done += bytesWritten;
+      }
+      pos += b.length;
+    };
+    await write(len);
+    await write(json);
+    for (const e of list) {
+      const values = await e.produce();
+      const n = numel(e.shape);
+      if (!(values instanceof Float32Array) || values.length !== n) {
+        throw new Error(
+          `${file}: tensor "${e.key}": produce() gave ${values instanceof Float32Array ? values.length : typeof values} values, shape [${e.shape.join(', ')}] needs ${n}`,
+        );
+      }
+      const out =
+        e.dtype === 'float32'
+          ? new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
+          : (() => {
+              const h = e.dtype === 'float16' ? float32ToFloat16(values) : toBFloat16(values);
+              return new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
+            })();
+      await write(out);
+    }
+    await fh.datasync();
+    ok = true;
+  } finally {
+    await fh.close();
+    if (!ok) await unlink(tmp).catch(() => undefined);
+  }
+  try {
+    await rename(tmp, file);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw new Error(`${file}: cannot be written (${(e as NodeJS.ErrnoException).code ?? String(e)})`, {
+      cause: e,
+    });
   }
 }

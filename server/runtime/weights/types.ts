@@ -4,7 +4,7 @@
 
 /** Element types found in checkpoints (safetensors names, lower-cased). */
 export type StoredDType =
-  'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'int8' | 'uint8' | 'bool';
+  'float32' | 'float16' | 'bfloat16' | 'float64' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 
 export interface TensorInfo {
   readonly key: string;
@@ -35,6 +35,7 @@ export const DTYPE_BYTES: Record<StoredDType, number> = {
   float64: 8,
   int64: 8,
   int32: 4,
+  int16: 2,
   int8: 1,
   uint8: 1,
   bool: 1,

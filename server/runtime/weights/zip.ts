@@ -1,0 +1,192 @@
+// A read-only zip index for PyTorch checkpoints: only the central directory is read up front
+// (zip64 included, for files over 4 GiB); an entry's bytes are read by offset when asked for, so
+// a multi-GB archive costs one range's memory at a time. Stored (uncompressed) entries are what
+// torch.save writes; deflated ones are inflated whole on read (small files, other writers).
+import type { FileHandle } from 'node:fs/promises';
+import { inflateRawSync } from 'node:zlib';
+
+export interface ZipEntry {
+  readonly name: string;
+  /** 0 = stored, 8 = deflated. */
+  readonly method: number;
+  readonly compressedSize: number;
+  readonly size: number;
+  readonly localHeaderOffset: number;
+}
+
+const EOCD_SIG = 0x06054b50;
+const ZIP64_LOCATOR_SIG = 0x07064b50;
+const ZIP64_EOCD_SIG = 0x06064b50;
+const CENTRAL_SIG = 0x02014b50;
+const LOCAL_SIG = 0x04034b50;
+const U16_MAX = 0xffff;
+const U32_MAX = 0xffffffff;
+/** Node reads at most 2 GiB per call: larger ranges are read in pieces. */
+const READ_CHUNK = 1 << 30;
+
+/** Reads exactly `length` bytes at `position`, or throws naming `what` when the file ends first. */
+export async function readExactly(
+  fh: FileHandle,
+  position: number,
+  length: number,
+  what: () => string,
+): Promise<Buffer> {
+  const buf = Buffer.allocUnsafe(length);
+  let done = 0;
+  while (done < length) {
+    const n = Math.min(READ_CHUNK, length - done);
+    const { bytesRead } = await fh.read(buf, done, n, position + done);
+    if (bytesRead === 0) {
+      throw new Error(
+        `${what()}: truncated (needs bytes ${position}..${position + length}, file ends sooner)`,
+      );
+    }
+    done += bytesRead;
+  }
+  return buf;
+}
+
+function u64(buf: Buffer, at: number, label: string): number {
+  const v = buf.readBigUInt64LE(at);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`${label}: zip64 field ${v} is out of range`);
+  return Number(v);
+}
+
+export class ZipIndex {
+  private readonly dataOffsets = new Map<string, number>();
+
+  private constructor(
+    private readonly fh: FileHandle,
+    private readonly label: string,
+    readonly entries: ReadonlyMap<string, ZipEntry>,
+  ) {}
+
+  /** Parses the central directory of the open file `fh`; `label` names the file in messages. */
+  static async open(fh: FileHandle, label: string): Promise<ZipIndex> {
+    const { size } = await fh.stat();
+    // The end-of-central-directory record sits in the last 22 + 65535 (comment) bytes.
+    const tailLen = Math.min(size, 22 + U16_MAX);
+    const tail = await readExactly(fh, size - tailLen, tailLen, () => label);
+    let eocd = -1;
+    for (let i = tailLen - 22; i >= 0; i--) {
+      if (tail.readUInt32LE(i) === EOCD_SIG && i + 22 + tail.readUInt16LE(i + 20) <= tailLen) {
+        eocd = i;
+        break;
+      }
+    }
+    if (eocd < 0) {
+      throw new Error(
+        `${label}: truncated or not a zip file (no end-of-central-directory record in its last ${tailLen} bytes)`,
+      );
+    }
+    let count = tail.readUInt16LE(eocd + 10);
+    let cdSize = tail.readUInt32LE(eocd + 12);
+    let cdOffset = tail.readUInt32LE(eocd + 16);
+    const eocdPos = size - tailLen + eocd;
+    if (count === U16_MAX || cdSize === U32_MAX || cdOffset === U32_MAX) {
+      // zip64: a locator right before the EOCD points at the zip64 EOCD record with 8-byte fields.
+      if (eocdPos < 20) throw new Error(`${label}: zip64 archive without a zip64 locator`);
+      const loc = await readExactly(fh, eocdPos - 20, 20, () => label);
+      if (loc.readUInt32LE(0) !== ZIP64_LOCATOR_SIG) {
+        throw new Error(`${label}: zip64 archive without a zip64 locator`);
+      }
+      const recPos = u64(loc, 8, label);
+      if (recPos + 56 > eocdPos) throw new Error(`${label}: zip64 end record at ${recPos} is out of range`);
+      const rec = await readExactly(fh, recPos, 56, () => label);
+      if (rec.readUInt32LE(0) !== ZIP64_EOCD_SIG) {
+        throw new Error(`${label}: bad zip64 end-of-central-directory record at ${recPos}`);
+      }
+      count = u64(rec, 32, label);
+      cdSize = u64(rec, 40, label);
+      cdOffset = u64(rec, 48, label);
+    }
+    if (cdOffset + cdSize > size) {
+      throw new Error(
+        `${label}: truncated zip (central directory at ${cdOffset}..${cdOffset + cdSize}, file has ${size} bytes)`,
+      );
+    }
+    const cd = await readExactly(fh, cdOffset, cdSize, () => label);
+    const entries = new Map<string, ZipEntry>();
+    let p = 0;
+    for (let k = 0; k < count; k++) {
+      if (p + 46 > cd.length || cd.readUInt32LE(p) !== CENTRAL_SIG) {
+        throw new Error(`${label}: corrupt zip central directory (entry ${k} of ${count})`);
+      }
+      const flags = cd.readUInt16LE(p + 8);
+      const method = cd.readUInt16LE(p + 10);
+      let compressedSize = cd.readUInt32LE(p + 20);
+      let usize = cd.readUInt32LE(p + 24);
+      const nameLen = cd.readUInt16LE(p + 28);
+      const extraLen = cd.readUInt16LE(p + 30);
+      const commentLen = cd.readUInt16LE(p + 32);
+      let localHeaderOffset = cd.readUInt32LE(p + 42);
+      const name = cd.toString('utf8', p + 46, p + 46 + nameLen);
+      // The zip64 extra field holds, in this order, exactly the fields that overflowed.
+      let e = p + 46 + nameLen;
+      const extraEnd = e + extraLen;
+      while (e + 4 <= extraEnd) {
+        const id = cd.readUInt16LE(e);
+        const len = cd.readUInt16LE(e + 2);
+        if (id === 0x0001) {
+          let q = e + 4;
+          if (usize === U32_MAX) {
+            usize = u64(cd, q, label);
+            q += 8;
+          }
+          if (compressedSize === U32_MAX) {
+            compressedSize = u64(cd, q, label);
+            q += 8;
+          }
+          if (localHeaderOffset === U32_MAX) localHeaderOffset = u64(cd, q, label);
+        }
+        e += 4 + len;
+      }
+      if ((flags & 1) !== 0) throw new Error(`${label}: entry "${name}" is encrypted`);
+      if (method !== 0 && method !== 8) {
+        throw new Error(
+          `${label}: entry "${name}" uses compression method ${method} (only stored and deflate)`,
+        );
+      }
+      // Entries precede the central directory: one that runs into it was cut off.
+      if (localHeaderOffset + 30 + nameLen + compressedSize > cdOffset) {
+        throw new Error(`${label}: truncated zip: entry "${name}" runs past the central directory`);
+      }
+      entries.set(name, { name, method, compressedSize, size: usize, localHeaderOffset });
+      p = extraEnd + commentLen;
+    }
+    return new ZipIndex(fh, label, entries);
+  }
+
+  /** Where an entry's bytes start: after its local header, whose extra field may differ from the central one. */
+  private async dataOffset(entry: ZipEntry): Promise<number> {
+    const known = this.dataOffsets.get(entry.name);
+    if (known !== undefined) return known;
+    const what = () => `${this.label}: entry "${entry.name}"`;
+    const h = await readExactly(this.fh, entry.localHeaderOffset, 30, what);
+    if (h.readUInt32LE(0) !== LOCAL_SIG) throw new Error(`${what()}: bad local header signature`);
+    const off = entry.localHeaderOffset + 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
+    this.dataOffsets.set(entry.name, off);
+    return off;
+  }
+
+  /** Bytes [start, start + length) of an entry's uncompressed content. */
+  async read(entry: ZipEntry, start: number, length: number): Promise<Buffer> {
+    const what = () => `${this.label}: entry "${entry.name}"`;
+    if (start < 0 || start + length > entry.size) {
+      throw new Error(`${what()}: bytes ${start}..${start + length} asked for, it holds ${entry.size}`);
+    }
+    const off = await this.dataOffset(entry);
+    if (entry.method === 0) return readExactly(this.fh, off + start, length, what);
+    const raw = await readExactly(this.fh, off, entry.compressedSize, what);
+    let all: Buffer;
+    try {
+      all = inflateRawSync(raw);
+    } catch (e) {
+      throw new Error(`${what()}: cannot be inflated (${(e as Error).message})`, { cause: e });
+    }
+    if (all.length !== entry.size) {
+      throw new Error(`${what()}: inflates to ${all.length} bytes, the directory says ${entry.size}`);
+    }
+    return all.subarray(start, start + length);
+  }
+}
