@@ -27,6 +27,8 @@ export interface CliOptions {
 const USAGE = `Usage:
   rdflow run WORKFLOW.json [--set NODE_ID.INPUT=VALUE ...] [--out DIR] [--models-dir DIR] [--input-dir DIR]
   rdflow nodes [--json]
+  rdflow convert SRC DEST [--dtype float32|float16] [--force]
+  rdflow models [--models-dir DIR] [--json]
   rdflow serve [--port 8188] [--listen ADDR] [--output-dir DIR] [--models-dir DIR] [--workflows-dir DIR] [--auth-token TOKEN]
 `;
 
@@ -420,6 +422,13 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
   return EXIT.ok;
 }
 
+/** Aborts on Ctrl-C (the first one; a second is Node's default, ending the process). */
+function sigintSignal(): AbortSignal {
+  const ac = new AbortController();
+  process.once('SIGINT', () => ac.abort(new Error('interrupted')));
+  return ac.signal;
+}
+
 /** Runs one rdflow command; resolves to the exit code. */
 export async function runCli(argv: readonly string[], opts: CliOptions = {}): Promise<number> {
   const stdout = opts.stdout ?? process.stdout;
@@ -433,6 +442,14 @@ export async function runCli(argv: readonly string[], opts: CliOptions = {}): Pr
         return await cmdNodes(args, opts, stdout);
       case 'serve':
         return await cmdServe(args, opts, stdout);
+      case 'convert': {
+        const { cmdConvert } = await import('./convert-cli.ts');
+        return await cmdConvert(args, stdout, opts.signal ?? sigintSignal());
+      }
+      case 'models': {
+        const { cmdModels } = await import('./convert-cli.ts');
+        return await cmdModels(args, opts.cwd ?? process.cwd(), stdout);
+      }
       case undefined:
       case 'help':
       case '--help':
@@ -445,7 +462,8 @@ export async function runCli(argv: readonly string[], opts: CliOptions = {}): Pr
   } catch (err) {
     // parseArgs reports unknown options with this code; both are the user's to fix.
     const code = (err as { code?: unknown }).code;
-    if (err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
+    const usage = err instanceof UsageError || (err instanceof Error && err.name === 'UsageError');
+    if (usage || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
       stderr.write(`rdflow: ${(err as Error).message}\n${USAGE}`);
       return EXIT.invalid;
     }

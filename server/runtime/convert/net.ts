@@ -91,6 +91,13 @@ export class Net {
       .map((k) => k.slice(prefix.length));
   }
 
+  /** Number of weight values the graph reads from the checkpoint. */
+  parameters(): number {
+    let n = 0;
+    for (const shape of this.used.values()) n += shape.reduce((a, d) => a * d, 1);
+    return n;
+  }
+
   /** Keys of the source under this net's prefix that the graph never asked for. */
   report(): KeyReport {
     const prefix = this.opts.prefix ?? '';

@@ -1,0 +1,81 @@
+// LoadVideoModel pointed at a source checkpoint (a diffusers or VidRD folder) converts it once into
+// a cache under the models folder and reuses that after; a source whose files changed (sizes or
+// mtimes, recorded in the converted folder) or an older converter's output is converted again.
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { FAMILIES, planConversion } from '../families/index.ts';
+import {
+  CONVERTER_VERSION,
+  convertModel,
+  sourceStamp,
+  type ConvertedInfo,
+  type ConvertProgress,
+} from './index.ts';
+
+/** The cache folder under the models folder (hidden: not listed as a model of its own). */
+export const CONVERTED_DIR = '.converted';
+
+/** Whether `dir` is a source checkpoint some family converts (and not an ONNX folder). */
+export async function isConvertibleSource(dir: string): Promise<boolean> {
+  if (existsSync(path.join(dir, 'unet', 'model.onnx'))) return false;
+  for (const f of FAMILIES) {
+    try {
+      if (await f.recognise(dir)) return true;
+    } catch {
+      // unreadable config: not ours to convert
+    }
+  }
+  return false;
+}
+
+/** Where the conversion of `srcDir` lives: its name plus a hash of its absolute path. */
+export function convertedPath(srcDir: string, modelsDir: string): string {
+  const abs = path.resolve(srcDir);
+  const hash = createHash('sha256').update(abs).digest('hex').slice(0, 10);
+  return path.join(modelsDir, CONVERTED_DIR, `${path.basename(abs)}-${hash}`);
+}
+
+/** Whether the cached conversion of `srcDir` exists and matches the source's files and converter. */
+export async function isUpToDate(srcDir: string, dest: string): Promise<boolean> {
+  let info: ConvertedInfo | undefined;
+  try {
+    const index = JSON.parse(await readFile(path.join(dest, 'model_index.json'), 'utf8')) as {
+      rdflow?: ConvertedInfo;
+    };
+    info = index.rdflow;
+  } catch {
+    return false;
+  }
+  if (info === undefined || info.converter !== CONVERTER_VERSION) return false;
+  const plan = await planConversion(path.resolve(srcDir));
+  const now = sourceStamp(plan);
+  const keys = Object.keys(now);
+  return keys.length === Object.keys(info.stamp).length && keys.every((k) => info.stamp[k] === now[k]);
+}
+
+const inFlight = new Map<string, Promise<string>>();
+
+/**
+ * The ONNX folder for source `srcDir`: the cached conversion when up to date, else a new one
+ * (float32 weights). Concurrent callers share one conversion.
+ */
+export function ensureConverted(
+  srcDir: string,
+  modelsDir: string,
+  opts: { onProgress?: (p: ConvertProgress) => void; signal?: AbortSignal } = {},
+): Promise<string> {
+  const dest = convertedPath(srcDir, modelsDir);
+  const running = inFlight.get(dest);
+  if (running !== undefined) return running;
+  const job = (async () => {
+    if (await isUpToDate(srcDir, dest)) return dest;
+    await convertModel(srcDir, dest, { force: true, onProgress: opts.onProgress, signal: opts.signal });
+    return dest;
+  })();
+  inFlight.set(dest, job);
+  const clear = () => inFlight.delete(dest);
+  job.then(clear, clear);
+  return job;
+}

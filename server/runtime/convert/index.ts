@@ -1,0 +1,251 @@
+// `rdflow convert`: a source checkpoint folder (diffusers text-to-video pipeline, VidRD release)
+// → the ONNX folder layout LoadVideoModel opens. Every component's graph is built and every key
+// accounted for before a byte is written; weights then stream one tensor at a time into each
+// component's external data file, inside a temporary folder renamed to DEST only when complete,
+// so an interrupted or failed conversion leaves nothing that looks like a model.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { copyFile, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { leftByDeadProcess } from '../../../nodes/lib/process.ts';
+import { planConversion } from '../families/index.ts';
+import type { WeightSource } from '../weights/types.ts';
+import type { Net, WeightDType } from './net.ts';
+import type { ConversionPlan } from './plan.ts';
+
+/** Bumped when the converter's output changes, so cached conversions are redone. */
+export const CONVERTER_VERSION = 1;
+
+export type ConvertProgress =
+  | { phase: 'start'; family: string; components: { name: string; bytes: number; parameters: number }[] }
+  | { phase: 'write'; component: string; done: number; total: number }
+  | { phase: 'component-done'; component: string; bytes: number; seconds: number };
+
+export interface ConvertOptions {
+  dtype?: WeightDType;
+  /** Replace an existing DEST. */
+  force?: boolean;
+  signal?: AbortSignal;
+  onProgress?: (p: ConvertProgress) => void;
+}
+
+export interface ComponentSummary {
+  readonly name: string;
+  readonly parameters: number;
+  readonly bytes: number;
+  readonly seconds: number;
+  readonly notes: readonly string[];
+}
+
+export interface ConvertSummary {
+  readonly family: string;
+  readonly source: string;
+  readonly dest: string;
+  readonly dtype: WeightDType;
+  readonly components: readonly ComponentSummary[];
+  readonly notes: readonly string[];
+  readonly seconds: number;
+  /** Size of DEST on disk. */
+  readonly bytes: number;
+}
+
+/** What model_index.json's "rdflow" block records about a converted folder. */
+export interface ConvertedInfo {
+  family: string;
+  dtype: WeightDType;
+  source: string;
+  converter: number;
+  /** "relative path": "size:mtimeMs" of each source file the conversion read. */
+  stamp: Record<string, string>;
+}
+
+/** Sizes and mtimes of the files that identify a source: a changed source converts again. */
+export function sourceStamp(plan: Pick<ConversionPlan, 'source' | 'stampFiles'>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const file of plan.stampFiles) {
+    const rel = path.relative(plan.source, file).split(path.sep).join('/');
+    try {
+      const st = statSync(file);
+      out[rel] = `${st.size}:${Math.round(st.mtimeMs)}`;
+    } catch {
+      out[rel] = '-';
+    }
+  }
+  return out;
+}
+
+function partialPrefix(dest: string): string {
+  return `.${path.basename(dest)}.partial-`;
+}
+
+/** Removes temporary folders that a converter process killed earlier left beside `dest`. */
+export function sweepPartials(dest: string): void {
+  const parent = path.dirname(dest);
+  const prefix = partialPrefix(dest);
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    if (leftByDeadProcess(Number(name.slice(prefix.length)))) {
+      void rm(path.join(parent, name), { recursive: true, force: true });
+    }
+  }
+}
+
+function describeFsError(e: unknown, what: string): Error {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC') return new Error(`disk full while writing ${what}`, { cause: e });
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new Error(`cannot write ${what}: permission denied`, { cause: e });
+  }
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+async function dirSize(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    total += entry.isDirectory() ? await dirSize(p) : (await stat(p)).size;
+  }
+  return total;
+}
+
+/** Converts SRC into DEST. Throws (leaving nothing at DEST) on any problem, naming file, key and reason. */
+export async function convertModel(
+  src: string,
+  dest: string,
+  opts: ConvertOptions = {},
+): Promise<ConvertSummary> {
+  const started = performance.now();
+  const dtype = opts.dtype ?? 'float32';
+  const source = path.resolve(src);
+  const target = path.resolve(dest);
+  if (existsSync(target) && !opts.force)
+    throw new Error(`${dest} already exists (use --force to replace it)`);
+  if (target === source || target.startsWith(source + path.sep)) {
+    throw new Error(`${dest} is inside the source folder ${src}; choose another destination`);
+  }
+  const plan = await planConversion(source);
+
+  // Build every graph and check every key before writing anything.
+  const opened: WeightSource[] = [];
+  const built: { name: string; net: Net; notes: string[] }[] = [];
+  try {
+    const problems: string[] = [];
+    for (const job of plan.components) {
+      let src: WeightSource;
+      try {
+        src = await job.open();
+      } catch (e) {
+        problems.push(`${job.label}: ${(e as Error).message}`);
+        continue;
+      }
+      opened.push(src);
+      try {
+        const { net, notes } = job.build(src, dtype);
+        const r = net.report();
+        const lines = [
+          r.missing.length > 0 ? `missing keys (${r.missing.length}): ${r.missing.join(', ')}` : '',
+          r.unexpected.length > 0
+            ? `unexpected keys (${r.unexpected.length}): ${r.unexpected.join(', ')}`
+            : '',
+          r.mismatched.length > 0 ? `shape mismatches: ${r.mismatched.join('; ')}` : '',
+        ].filter((l) => l !== '');
+        if (lines.length > 0)
+          problems.push(`${job.label}: the checkpoint does not fit its config: ${lines.join('; ')}`);
+        built.push({ name: job.dir, net, notes });
+      } catch (e) {
+        problems.push(`${job.label}: ${(e as Error).message}`);
+      }
+    }
+    if (problems.length > 0) throw new Error(problems.join('\n'));
+    opts.onProgress?.({
+      phase: 'start',
+      family: plan.family,
+      components: built.map((b) => ({
+        name: b.name,
+        bytes: b.net.b.lazyBytes(),
+        parameters: b.net.parameters(),
+      })),
+    });
+
+    await mkdir(path.dirname(target), { recursive: true });
+    sweepPartials(target);
+    const tmp = path.join(path.dirname(target), `${partialPrefix(target)}${process.pid}`);
+    await rm(tmp, { recursive: true, force: true });
+    const components: ComponentSummary[] = [];
+    try {
+      await mkdir(tmp, { recursive: true });
+      for (const { name, net, notes } of built) {
+        const t0 = performance.now();
+        const total = net.b.lazyBytes();
+        let done = 0;
+        const file = path.join(tmp, name, 'model.onnx');
+        try {
+          await net.b.saveStreaming(file, {
+            externalData: 'model.onnx_data',
+            onWeight: (_w, bytes) => {
+              opts.signal?.throwIfAborted();
+              done += bytes;
+              opts.onProgress?.({ phase: 'write', component: name, done: Math.min(done, total), total });
+            },
+          });
+        } catch (e) {
+          throw describeFsError(e, `${name}/model.onnx`);
+        }
+        const seconds = (performance.now() - t0) / 1000;
+        const bytes = (await stat(file)).size + (await stat(path.join(tmp, name, 'model.onnx_data'))).size;
+        opts.onProgress?.({ phase: 'component-done', component: name, bytes, seconds });
+        components.push({ name, parameters: net.parameters(), bytes, seconds, notes });
+      }
+      for (const { from, to } of plan.copies) {
+        await mkdir(path.dirname(path.join(tmp, to)), { recursive: true });
+        await copyFile(from, path.join(tmp, to));
+      }
+      const info: ConvertedInfo = {
+        family: plan.family,
+        dtype,
+        source,
+        converter: CONVERTER_VERSION,
+        stamp: sourceStamp(plan),
+      };
+      for (const [rel, value] of Object.entries(plan.json)) {
+        const v = rel === 'model_index.json' ? { ...(value as object), rdflow: info } : value;
+        await mkdir(path.dirname(path.join(tmp, rel)), { recursive: true });
+        await writeFile(path.join(tmp, rel), `${JSON.stringify(v, null, 2)}\n`);
+      }
+      opts.signal?.throwIfAborted();
+      await replaceFolder(tmp, target);
+    } catch (e) {
+      await rm(tmp, { recursive: true, force: true });
+      throw e;
+    }
+    return {
+      family: plan.family,
+      source,
+      dest: target,
+      dtype,
+      components,
+      notes: plan.notes,
+      seconds: (performance.now() - started) / 1000,
+      bytes: await dirSize(target),
+    };
+  } finally {
+    await Promise.all(opened.map((s) => s.close()));
+  }
+}
+
+/** Puts the finished folder at `target`, replacing what is there only once the new one is whole. */
+async function replaceFolder(tmp: string, target: string): Promise<void> {
+  if (!existsSync(target)) {
+    await rename(tmp, target);
+    return;
+  }
+  const old = `${tmp}.old`;
+  await rename(target, old);
+  await rename(tmp, target);
+  await rm(old, { recursive: true, force: true });
+}

@@ -1,0 +1,50 @@
+// Pieces of conversion plans that several families share: the tokenizer and scheduler files, and
+// the ONNX pipeline's model_index.json.
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { readJsonFile } from '../folder.ts';
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** `rel`'s JSON object under `dir`; errors name the file. */
+export async function readConfig(dir: string, rel: string): Promise<Record<string, unknown>> {
+  const v = await readJsonFile(dir, rel);
+  if (!isObject(v)) throw new Error(`${rel}: not a JSON object`);
+  return v;
+}
+
+/** The `_class_name` of a config, or undefined. */
+export function className(cfg: Record<string, unknown>): string | undefined {
+  return typeof cfg._class_name === 'string' ? cfg._class_name : undefined;
+}
+
+/** A component folder that must exist; the error names it and what is needed. */
+export function requireDir(root: string, rel: string, what: string): string {
+  const dir = path.join(root, rel);
+  if (!existsSync(dir)) throw new Error(`${rel}/: missing (${what})`);
+  return dir;
+}
+
+/** Copies of the tokenizer folder's files (vocab, merges, configs, tokenizer.json). */
+export function tokenizerCopies(tokenizerDir: string): { from: string; to: string }[] {
+  const names = readdirSync(tokenizerDir).filter((n) => n.endsWith('.json') || n.endsWith('.txt'));
+  const has = (n: string) => names.includes(n);
+  if (!has('tokenizer.json') && !(has('vocab.json') && has('merges.txt'))) {
+    throw new Error(`tokenizer/: needs vocab.json and merges.txt, or tokenizer.json`);
+  }
+  return names.map((n) => ({ from: path.join(tokenizerDir, n), to: `tokenizer/${n}` }));
+}
+
+/** model_index.json of the ONNX layout (the names diffusers' ONNX pipelines use). */
+export function onnxModelIndex(): Record<string, unknown> {
+  return {
+    _class_name: 'OnnxTextToVideoSDPipeline',
+    text_encoder: ['diffusers', 'OnnxRuntimeModel'],
+    unet: ['diffusers', 'OnnxRuntimeModel'],
+    vae_decoder: ['diffusers', 'OnnxRuntimeModel'],
+    tokenizer: ['transformers', 'CLIPTokenizer'],
+    scheduler: ['diffusers', 'DDIMScheduler'],
+  };
+}
