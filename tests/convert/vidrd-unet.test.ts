@@ -125,6 +125,34 @@ describe('VidRD UNet config', () => {
     });
   });
 
+  it('reads the real SD 2.1-base sizes (5/10/20/20 heads of 64 channels) and builds that graph', () => {
+    const sd21 = parseVidrdUNetConfig(
+      {
+        ...rawConfig(),
+        attention_head_dim: [5, 10, 20, 20],
+        block_out_channels: [320, 640, 1280, 1280],
+        cross_attention_dim: 1024,
+        layers_per_block: 2,
+        sample_size: 64,
+      },
+      'sd-2-1-base/unet/config.json',
+    );
+    expect(sd21.headsPerBlock).toEqual([5, 10, 20, 20]);
+    // Built against no weights: every key is reported missing, none twice, nothing else goes wrong.
+    const empty: WeightSource = {
+      tensors: new Map(),
+      read: () => Promise.reject(new Error('no')),
+      close: () => Promise.resolve(),
+    };
+    const net = new Net(empty, { name: 'sd21', prefix: 'unet.' });
+    buildVidrdUNet(net, sd21);
+    const { missing } = net.report();
+    expect(new Set(missing).size).toBe(missing.length);
+    // 22 ResNets → 22 TemporalConvLayers of 16 tensors; 16 transformers with 7 temporal tensors each.
+    expect(missing.filter((k) => k.includes('.temp_convs.')).length).toBe(22 * 16);
+    expect(missing.filter((k) => /\.temp_(norm|attn)\./.test(k)).length).toBe(16 * 7);
+  });
+
   it('names the file and the field of an unsupported option or a wrong type', () => {
     expect(() => parseVidrdUNetConfig({ ...rawConfig(), class_embed_type: 'timestep' }, CONFIG_FILE)).toThrow(
       `${CONFIG_FILE}: field "class_embed_type": "timestep" is not supported`,
@@ -205,6 +233,18 @@ describe('VidRD UNet on the upstream cases', () => {
         );
         expect(r.diff).toBeLessThanOrEqual(r.bar);
       }
+      // Latents that are not a multiple of 8: each upsampler resizes to its skip connection's size.
+      const hidden = readExpected(MODEL, 'unet_encoder_hidden_states.npy');
+      const odd = await session.run({
+        sample: new ort.Tensor('float32', noise('odd', 4 * 3 * 12 * 10, 3, 2), [1, 4, 3, 12, 10]),
+        timestep: new ort.Tensor('float32', Float32Array.from([250]), [1]),
+        encoder_hidden_states: new ort.Tensor(
+          'float32',
+          (hidden.data as Float32Array).slice(0, 77 * 32),
+          [1, 77, 32],
+        ),
+      });
+      expect(odd.out_sample.dims).toEqual([1, 4, 3, 12, 10]);
     } finally {
       await dispose();
     }
