@@ -163,7 +163,8 @@ export interface TemporalAttentionOptions {
 /**
  * The temporal part of VidRD's BasicTransformerBlock on tokens [B·F, HW, C]: (+ frame positions,
  * which stay in the residual stream), then for every spatial position self-attention over the
- * frames, `temp_norm` → `temp_attn`, added back. Single-frame clips keep only the positions.
+ * frames, `temp_norm` → `temp_attn`, added back. Single-frame clips keep only the positions: VidRD
+ * adds them in place (`+=` on a view), so its saved `identity` carries them too.
  */
 export function temporalAttention(
   net: Net,
