@@ -3,8 +3,6 @@
 // Shapes are dynamic wherever the upstream module's are; fixed sizes come from the config.
 import type { Net } from './net.ts';
 
-const ERF_SCALE = Math.SQRT1_2;
-
 /** nn.Linear over the last axis: x [..., inF] → [..., outF]. */
 export function linear(net: Net, x: string, prefix: string, inF: number, outF: number, bias = true): string {
   const w = net.param(`${prefix}.weight`, [outF, inF], { transpose: true });
@@ -78,9 +76,12 @@ export function silu(net: Net, x: string): string {
   return net.op('Mul', [x, net.op('Sigmoid', [x])]);
 }
 
-/** Exact GELU, x·Φ(x) with erf (onnxruntime fuses this pattern into one Gelu kernel). */
+/**
+ * Exact GELU, x·Φ(x) with erf. Written as x / √2 (not x · 1/√2): onnxruntime's GeluFusion only
+ * matches the Div form, and then runs one Gelu kernel instead of five elementwise passes.
+ */
 export function gelu(net: Net, x: string): string {
-  const erf = net.op('Erf', [net.op('Mul', [x, net.constF([ERF_SCALE], [])])]);
+  const erf = net.op('Erf', [net.op('Div', [x, net.constF([Math.SQRT2], [])])]);
   const half = net.op('Mul', [x, net.constF([0.5], [])]);
   return net.op('Mul', [half, net.op('Add', [erf, net.constF([1], [])])]);
 }
