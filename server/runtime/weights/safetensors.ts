@@ -5,6 +5,7 @@ import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { float32ToFloat16 } from '../../../nodes/lib/half.ts';
 import { toFloat32 } from './decode.ts';
+import { readExactly } from './zip.ts';
 import { DTYPE_BYTES, numel, type StoredDType, type TensorInfo, type WeightSource } from './types.ts';
 
 const DTYPES: Record<string, StoredDType> = {
@@ -109,10 +110,8 @@ export async function openSafetensors(file: string, label = path.basename(file))
       async read(key: string): Promise<Float32Array> {
         const t = tensors.get(key);
         if (t === undefined) throw new Error(`${label}: no tensor "${key}"`);
-        const buf = Buffer.alloc(t.end - t.begin);
-        const { bytesRead } = await fh.read(buf, 0, buf.length, t.begin);
-        if (bytesRead !== buf.length) throw new Error(`${label}: truncated while reading tensor "${key}"`);
-        return toFloat32(buf, t.dtype, numel(t.shape));
+        const buf = await readExactly(fh, t.begin, t.end - t.begin, () => `${label}: tensor "${key}"`);
+        return toFloat32(buf, t.dtype, numel(t.shape), true);
       },
       close: () => fh.close(),
     };

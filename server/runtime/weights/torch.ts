@@ -287,7 +287,7 @@ export async function openTorchCheckpoint(file: string, label = path.basename(fi
         const { first, last } = extent(t.ref);
         const item = DTYPE_BYTES[storage.dtype];
         const bytes = await zip.read(t.entry, first * item, (last - first + 1) * item);
-        const span = toFloat32(bytes, storage.dtype, last - first + 1);
+        const span = toFloat32(bytes, storage.dtype, last - first + 1, true);
         return isContiguous(shape, stride) ? span : gather(span, shape, stride);
       },
       close: () => fh.close(),
