@@ -29,7 +29,7 @@ const USAGE = `Usage:
   rdflow nodes [--json]
   rdflow convert SRC DEST [--dtype float32|float16] [--force]
   rdflow models [--models-dir DIR] [--json]
-  rdflow serve [--port 8188] [--listen ADDR] [--output-dir DIR] [--models-dir DIR] [--workflows-dir DIR] [--auth-token TOKEN]
+  rdflow serve [--port 8188] [--listen ADDR] [--output-dir DIR] [--models-dir DIR] [--workflows-dir DIR] [--auth-token TOKEN] [--no-requeue]
 `;
 
 /** Exit codes: 0 ok, 1 a node failed, 2 bad usage or an invalid workflow, 130 interrupted. */
@@ -61,6 +61,22 @@ export function cliPaths(cwd: string, o: { out?: string; input?: string; models?
     models: path.resolve(cwd, o.models ?? 'models'),
     temp: path.join(path.dirname(output), '.rdflow', 'temp'),
   };
+}
+
+/**
+ * Why `dir` cannot hold output (created if missing, then a probe file written and removed), or
+ * undefined. Checked before a run starts, so a bad --out fails at once instead of after the work.
+ */
+export function unwritableFolder(dir: string): string | undefined {
+  const probe = path.join(dir, `.rdflow-write-test-${process.pid}`);
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(probe, '');
+    fs.rmSync(probe, { force: true });
+    return undefined;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+  }
 }
 
 /** `--set 5.steps=20`: JSON when it parses (numbers, booleans, lists), else the raw string. */
@@ -291,6 +307,16 @@ async function cmdRun(
   }
 
   const paths = cliPaths(cwd, { out: values.out, input: values['input-dir'], models: values['models-dir'] });
+  for (const [dir, what] of [
+    [paths.output, 'output folder'],
+    [paths.temp, 'temp folder beside it'],
+  ] as const) {
+    const why = unwritableFolder(dir);
+    if (why !== undefined) {
+      stderr.write(`rdflow: cannot write the ${what} ${dir} (${why}); choose another with --out DIR\n`);
+      return EXIT.invalid;
+    }
+  }
   // One prompt per process: nothing re-runs here, so the disk tier (which exists so that re-runs
   // can reuse loop-body outputs) would only cost a serialize and a file write per body output.
   const engine = createEngine({ nodes, paths, spillBytes: 0 });
@@ -374,6 +400,8 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
       'models-dir': { type: 'string' },
       'workflows-dir': { type: 'string' },
       'auth-token': { type: 'string' },
+      // A prompt running when the server died is queued again once by default; this marks it failed.
+      'no-requeue': { type: 'boolean', default: false },
     },
   });
   const port = Number(values.port);
@@ -396,6 +424,7 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
       workflowsDir?: string;
       authToken?: string;
       nodes?: readonly AnyNodeDef[];
+      requeueCrashed?: boolean;
     }): Promise<{ url: string; close(): Promise<void> }>;
   };
   const server = await api.startServer({
@@ -409,6 +438,7 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
       values['workflows-dir'] === undefined ? undefined : path.resolve(cwd, values['workflows-dir']),
     authToken: values['auth-token'],
     nodes: opts.nodes,
+    requeueCrashed: !values['no-requeue'],
   });
   stdout.write(`rdflow server listening on ${server.url}\n`);
   await new Promise<void>((resolve) => {
@@ -444,7 +474,7 @@ export async function runCli(argv: readonly string[], opts: CliOptions = {}): Pr
         return await cmdServe(args, opts, stdout);
       case 'convert': {
         const { cmdConvert } = await import('./convert-cli.ts');
-        return await cmdConvert(args, stdout, opts.signal ?? sigintSignal());
+        return await cmdConvert(args, stdout, opts.signal ?? sigintSignal(), opts.cwd ?? process.cwd());
       }
       case 'models': {
         const { cmdModels } = await import('./convert-cli.ts');

@@ -13,8 +13,10 @@ export interface Out {
 }
 
 export const CONVERT_USAGE = `rdflow convert SRC DEST [--dtype float32|float16] [--force]
+rdflow convert --sd DIR --checkpoint FILE --vae DIR DEST [--dtype ...] [--force]
   SRC: a diffusers TextToVideoSDPipeline folder (text-to-video-ms-1.7b, Zeroscope v2, fine-tunes)
        or a VidRD release (ModelT2V.pth + vae_finetuned/ + a Stable Diffusion 2.1-base folder)
+  --sd, --checkpoint, --vae: a VidRD release whose three parts lie apart
   DEST: the ONNX model folder to write (put it under models/ to use it by name)`;
 
 export const MODELS_USAGE = `rdflow models [--models-dir DIR] [--json]`;
@@ -97,26 +99,48 @@ export function formatSummary(s: ConvertSummary): string {
   return `${lines.join('\n')}\n`;
 }
 
-export async function cmdConvert(args: string[], stdout: Out, signal?: AbortSignal): Promise<number> {
+export async function cmdConvert(
+  args: string[],
+  stdout: Out,
+  signal?: AbortSignal,
+  cwd = process.cwd(),
+): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
     options: {
       dtype: { type: 'string', default: 'float32' },
       force: { type: 'boolean', default: false },
+      sd: { type: 'string' },
+      checkpoint: { type: 'string' },
+      vae: { type: 'string' },
     },
   });
+  const parts = [values.sd, values.checkpoint, values.vae];
+  const explicit = parts.some((p) => p !== undefined);
+  if (explicit && parts.some((p) => p === undefined)) {
+    throw new UsageErrorLike(`--sd, --checkpoint and --vae go together (a VidRD release's three parts)`);
+  }
+  if (explicit && positionals.length === 1)
+    positionals.unshift(path.dirname(path.resolve(cwd, values.checkpoint!)));
   if (positionals.length !== 2) throw new UsageErrorLike(`convert takes SRC and DEST\n${CONVERT_USAGE}`);
   const dtype = values.dtype;
   if (dtype !== 'float32' && dtype !== 'float16') {
     throw new UsageErrorLike(`--dtype ${dtype}: use float32 or float16`);
   }
-  const [src, dest] = positionals;
+  const [src, dest] = positionals.map((p) => path.resolve(cwd, p));
   try {
     const summary = await convertModel(src, dest, {
       dtype,
       force: values.force,
       signal,
+      vidrdParts: explicit
+        ? {
+            sd: path.resolve(cwd, values.sd!),
+            checkpoint: path.resolve(cwd, values.checkpoint!),
+            vae: path.resolve(cwd, values.vae!),
+          }
+        : undefined,
       onProgress: convertProgress(stdout),
     });
     stdout.write(formatSummary(summary));

@@ -8,6 +8,7 @@ import { copyFile, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { leftByDeadProcess } from '../../../nodes/lib/process.ts';
 import { planConversion } from '../families/index.ts';
+import { planVidrd, type VidrdParts } from '../families/vidrd/index.ts';
 import type { WeightSource } from '../weights/types.ts';
 import type { Net, WeightDType } from './net.ts';
 import type { ConversionPlan } from './plan.ts';
@@ -26,6 +27,8 @@ export interface ConvertOptions {
   force?: boolean;
   signal?: AbortSignal;
   onProgress?: (p: ConvertProgress) => void;
+  /** A VidRD release whose parts lie apart (then `src` is only where the stamp paths are relative to). */
+  vidrdParts?: VidrdParts;
 }
 
 export interface ComponentSummary {
@@ -128,7 +131,17 @@ export async function convertModel(
   if (target === source || target.startsWith(source + path.sep)) {
     throw new Error(`${dest} is inside the source folder ${src}; choose another destination`);
   }
-  const plan = await planConversion(source);
+  const plan =
+    opts.vidrdParts === undefined
+      ? await planConversion(source)
+      : await planVidrd(
+          {
+            sd: path.resolve(opts.vidrdParts.sd),
+            checkpoint: path.resolve(opts.vidrdParts.checkpoint),
+            vae: path.resolve(opts.vidrdParts.vae),
+          },
+          source,
+        );
 
   // Build every graph and check every key before writing anything.
   const opened: WeightSource[] = [];

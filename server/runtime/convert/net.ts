@@ -91,6 +91,11 @@ export class Net {
       .map((k) => k.slice(prefix.length));
   }
 
+  /** Every weight the graph reads: full state-dict key → the shape the config implies. */
+  expected(): ReadonlyMap<string, readonly number[]> {
+    return this.used;
+  }
+
   /** Number of weight values the graph reads from the checkpoint. */
   parameters(): number {
     let n = 0;
