@@ -506,12 +506,12 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         break;
       }
       case 0x62: {
-        // BUILD (__setstate__): only on objects the caller knows to be plain data
-        const state = pop();
+        // BUILD (__setstate__): only on objects the caller knows to be plain data; the state
+        // (e.g. an OrderedDict's `_metadata`) is dropped.
+        pop();
         const obj = top();
         if (opts.acceptBuild?.(obj) !== true)
           fail(`BUILD on ${describe(obj)} at offset ${at} is not allowed`);
-        void state;
         break;
       }
       case 0x50: // PERSID

@@ -200,7 +200,12 @@ export async function writeSafetensors(
     await write(len);
     await write(json);
     for (const e of list) {
-      const values = await e.produce();
+      let values: Float32Array;
+      try {
+        values = await e.produce();
+      } catch (err) {
+        throw new Error(`${file}: tensor "${e.key}": ${(err as Error).message}`, { cause: err });
+      }
       const n = numel(e.shape);
       if (!(values instanceof Float32Array) || values.length !== n) {
         throw new Error(

@@ -10,7 +10,7 @@ export interface TensorInfo {
   readonly key: string;
   readonly dtype: StoredDType;
   readonly shape: readonly number[];
-  /** The file the tensor is stored in (for messages), relative to the component folder when known. */
+  /** The file the tensor is stored in, as messages name it (the reader's label; `<label>/<name>` in a component). */
   readonly file: string;
 }
 
