@@ -229,8 +229,8 @@ export interface TensorSpec {
   shape: number[];
   /** Default: C-contiguous. */
   stride?: number[];
-  /** Pickle as nn.Parameter (torch._utils._rebuild_parameter). */
-  parameter?: boolean;
+  /** Pickle as nn.Parameter: `true` via _rebuild_parameter, 'with_state' via _rebuild_parameter_with_state. */
+  parameter?: boolean | 'with_state';
 }
 
 export function contiguousStride(shape: number[]): number[] {
@@ -270,7 +270,9 @@ export function torchPickle(
   };
   const tensor = (t: TensorSpec) => {
     const st = storages[t.storage];
-    if (t.parameter) memoised('param', () => p.global('torch._utils', '_rebuild_parameter'));
+    const withState = t.parameter === 'with_state';
+    if (withState) memoised('param_state', () => p.global('torch._utils', '_rebuild_parameter_with_state'));
+    else if (t.parameter) memoised('param', () => p.global('torch._utils', '_rebuild_parameter'));
     if (t.parameter) p.mark();
     memoised('rebuild', () => p.global('torch._utils', '_rebuild_tensor_v2'));
     p.mark();
@@ -288,7 +290,12 @@ export function torchPickle(
     memoised('od', () => p.global('collections', 'OrderedDict'));
     p.emptyTuple().reduce();
     p.tuple().reduce();
-    if (t.parameter) p.bool(true).get(memo.get('od')!).emptyTuple().reduce().tuple().reduce();
+    if (t.parameter) {
+      p.bool(true).get(memo.get('od')!).emptyTuple().reduce();
+      // The extra state: a dict of Python attributes set on the Parameter (dropped by the reader).
+      if (withState) p.emptyDict().ustr('note').ustr('ema').setitem();
+      p.tuple().reduce();
+    }
   };
   const dict = (list: TensorSpec[]) => {
     if (opts.orderedDict) {

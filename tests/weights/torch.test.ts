@@ -144,6 +144,7 @@ describe('crafted checkpoints', () => {
       { key: 'broadcast', storage: '0', offset: 5, shape: [3, 2], stride: [0, 1] },
       { key: 'scalar', storage: '0', offset: 23, shape: [] },
       { key: 'param', storage: '0', offset: 2, shape: [2, 2], stride: [4, 1], parameter: true },
+      { key: 'param_state', storage: '0', offset: 20, shape: [4], parameter: 'with_state' },
     ];
     await withSource(open(tensors), async (s) => {
       expect([...s.tensors.keys()]).toEqual(tensors.map((t) => t.key));
@@ -155,6 +156,7 @@ describe('crafted checkpoints', () => {
       expect(Array.from(await s.read('broadcast'))).toEqual([5, 6, 5, 6, 5, 6].map((i) => base[i]));
       expect(Array.from(await s.read('scalar'))).toEqual([base[23]]);
       expect(Array.from(await s.read('param'))).toEqual([2, 3, 6, 7].map((i) => base[i]));
+      expect(Array.from(await s.read('param_state'))).toEqual(Array.from(base.subarray(20)));
       expect(s.tensors.get('transposed')).toEqual({
         key: 'transposed',
         dtype: 'float32',
