@@ -9,6 +9,7 @@ import type { Tensor } from './lib/tensor-type.ts';
 import type { DsgRecord } from './lib/vidrd.ts';
 import { MAX_SEED } from './noise-init.ts';
 import { requireTensor } from './checks.ts';
+import { modelFitIssues, referenceFrameIssues, sameShape, shapeOf, unetSampleShape } from './limits.ts';
 
 /** Checks `steps` against the scheduler before any model call, naming the input. */
 function checkSteps(scheduler: DdimConfig, steps: number): void {
@@ -68,6 +69,15 @@ export const ddimSamplerNode = defineNode({
     },
   },
   outputs: [output<Tensor>('LATENT'), output<DsgRecord>('DSG_RECORD')],
+  // Before the run: M within the clip, and the clip in a size and length the model's UNet takes.
+  validate({ noise, reference_frames, unet }) {
+    const issues = referenceFrameIssues(noise, reference_frames);
+    const shape = shapeOf(noise);
+    const sample = unetSampleShape(unet);
+    if (shape?.length === 5 && sample?.length === 5) issues.push(...modelFitIssues('noise', shape, sample));
+    return issues;
+  },
+  infer: ({ noise }) => [sameShape(noise), undefined],
   async run(inp, ctx) {
     const { unet } = inp;
     const noise = requireTensor(inp.noise, 'noise', 5, 'a latent [B,C,N,h,w]');

@@ -3,6 +3,7 @@ import { defineNode, input, output } from '../server/engine/define.ts';
 import type { Tensor } from './lib/tensor-type.ts';
 import { flipFrames } from './lib/vidrd.ts';
 import { requireTensor } from './checks.ts';
+import { sameShape } from './limits.ts';
 
 export const fnrReverseNode = defineNode({
   name: 'FNRReverse',
@@ -11,6 +12,7 @@ export const fnrReverseNode = defineNode({
   description: 'Reverses the frame axis of a noise latent (VidRD frame-level noise reversal).',
   inputs: { required: { noise: input.link<Tensor>('NOISE') } },
   outputs: [output<Tensor>('NOISE')],
+  infer: ({ noise }) => [sameShape(noise)],
   run({ noise }) {
     return { outputs: [flipFrames(requireTensor(noise, 'noise', 5, '[B,C,N,h,w]'))] };
   },

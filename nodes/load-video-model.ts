@@ -7,6 +7,7 @@ import { ensureDemoModel } from '../server/runtime/demo/index.ts';
 import { getRuntime, inspectModelFolder, listModelFolders, PROVIDERS } from '../server/runtime/index.ts';
 import type { TextEncoderModel, UNetModel, VaeDecoderModel } from '../server/runtime/types.ts';
 import { filesFingerprint, resolveInside } from './files.ts';
+import { unetStandIn } from './limits.ts';
 
 export const DEMO_MODEL = 'demo';
 
@@ -67,6 +68,11 @@ export const loadVideoModelNode = defineNode({
     } catch {
       return 'unresolved';
     }
+  },
+  // What validation knows of the UNet before loading it: its input's fixed dims (nodes/limits.ts).
+  async infer(inputs, env) {
+    if (inputs.model === undefined) return undefined;
+    return [await unetStandIn(await resolveModelDir(inputs.model, env.paths.models))];
   },
   async run({ model, provider }, ctx) {
     const dir = await resolveModelDir(model, ctx.paths.models);

@@ -23,6 +23,17 @@ export const loopStartNode = defineNode({
       initial_value4: input.link<unknown>('*'),
     },
   },
+  cost({ iterations }) {
+    if (iterations === undefined) return [];
+    return [
+      {
+        resource: 'loopIterations',
+        input: 'iterations',
+        amount: iterations,
+        what: `${iterations} loop iterations`,
+      },
+    ];
+  },
   outputs: [
     output<{ loop: string }>('LOOP', 'flow'),
     output<number>('INT', 'index'),

@@ -3,6 +3,7 @@
 import { defineNode, input, output } from '../server/engine/define.ts';
 import { torchRandn } from './lib/torch-rng.ts';
 import type { Tensor } from './lib/tensor-type.ts';
+import { clipCosts } from './limits.ts';
 
 /** Latent channels of the SD VAE; the spatial downscale of its latents. */
 export const LATENT_CHANNELS = 4;
@@ -33,6 +34,18 @@ export const noiseInitNode = defineNode({
       }
     }
     return issues;
+  },
+  infer({ frames, width, height, batch_size }) {
+    if (frames === undefined || width === undefined || height === undefined || batch_size === undefined) {
+      return undefined;
+    }
+    return [{ shape: [batch_size, LATENT_CHANNELS, frames, height / LATENT_SCALE, width / LATENT_SCALE] }];
+  },
+  cost({ frames, width, height, batch_size }) {
+    if (frames === undefined || width === undefined || height === undefined || batch_size === undefined) {
+      return [];
+    }
+    return clipCosts('frames', { frames, width, height, batch: batch_size });
   },
   run({ seed, frames, width, height, batch_size }) {
     const shape = [batch_size, LATENT_CHANNELS, frames, height / LATENT_SCALE, width / LATENT_SCALE];

@@ -6,6 +6,7 @@ import type { Tensor } from './lib/tensor-type.ts';
 import { torchRandn } from './lib/torch-rng.ts';
 import { pnsNoise } from './lib/vidrd.ts';
 import { requireTensor } from './checks.ts';
+import { referenceFrameIssues, sameShape } from './limits.ts';
 
 export const pnsNoiseNode = defineNode({
   name: 'PNSNoise',
@@ -33,6 +34,8 @@ export const pnsNoiseNode = defineNode({
     },
   },
   outputs: [output<Tensor>('NOISE')],
+  validate: ({ noise, reference_frames }) => referenceFrameIssues(noise, reference_frames),
+  infer: ({ noise }) => [sameShape(noise)],
   run({ noise: linked, alpha, reference_frames, seed, clip_index }) {
     const noise = requireTensor(linked, 'noise', 5, '[B,C,N,h,w]');
     const frames = noise.shape[2];

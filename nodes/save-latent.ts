@@ -8,6 +8,7 @@ import type { Tensor } from './lib/tensor-type.ts';
 import { resolveOutputPath } from './lib/video/index.ts';
 import { prefixIssues } from './video-write.ts';
 import { requireTensor } from './checks.ts';
+import { fileNameIssues } from './limits.ts';
 
 export const saveLatentNode = defineNode({
   name: 'SaveLatent',
@@ -23,7 +24,7 @@ export const saveLatentNode = defineNode({
   outputs: [],
   outputNode: true,
   validate(inputs) {
-    return prefixIssues(inputs.filename_prefix);
+    return [...prefixIssues(inputs.filename_prefix), ...fileNameIssues(inputs.filename_prefix)];
   },
   async run({ latent, filename_prefix }, ctx) {
     const target = resolveOutputPath(ctx.paths.output, filename_prefix, 'npy');

@@ -14,6 +14,8 @@ export const intMathNode = defineNode({
     },
   },
   outputs: [output<number>('INT', 'INT')],
+  // Validation computes it on constant inputs, so a value it feeds (frames, a size) is checked.
+  pure: true,
   run({ a, b, op }) {
     const result = op === 'add' ? a + b : op === 'subtract' ? a - b : a * b;
     if (!Number.isSafeInteger(result)) throw new Error(`${a} ${op} ${b} is outside the safe integer range`);

@@ -5,6 +5,10 @@ import type { VaeDecoderModel } from '../server/runtime/types.ts';
 import type { Tensor } from './lib/tensor-type.ts';
 import { frameStrip } from './lib/video/index.ts';
 import { requireTensor } from './checks.ts';
+import { clipCosts, shapeOf } from './limits.ts';
+
+/** Pixels per latent cell of the SD VAE. */
+const SCALE = 8;
 
 export const vaeDecodeNode = defineNode({
   name: 'VAEDecode',
@@ -21,6 +25,16 @@ export const vaeDecodeNode = defineNode({
     },
   },
   outputs: [output<Tensor>('IMAGE')],
+  infer({ latent }) {
+    const s = shapeOf(latent);
+    return s?.length === 5 ? [{ shape: [s[0] * s[2], s[3] * SCALE, s[4] * SCALE, 3] }] : undefined;
+  },
+  // The decoded frames are the largest thing a clip allocates: checked before decoding.
+  cost({ latent }) {
+    const s = shapeOf(latent);
+    if (s?.length !== 5) return [];
+    return clipCosts('latent', { frames: s[2], width: s[4] * SCALE, height: s[3] * SCALE, batch: s[0] });
+  },
   async run({ vae, latent: linked, frames_per_batch }, ctx) {
     const latent = requireTensor(linked, 'latent', 5, '[B,C,F,h,w]');
     const images = await vae.decode(latent, frames_per_batch ?? 8, ctx.signal);

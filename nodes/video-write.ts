@@ -6,6 +6,7 @@ import path from 'node:path';
 import { defineNode, input, type RunContext, type UiOutput } from '../server/engine/define.ts';
 import type { Tensor } from './lib/tensor-type.ts';
 import { requireTensor } from './checks.ts';
+import { fileNameIssues } from './limits.ts';
 import {
   checkFilenamePrefix,
   openVideoWriter,
@@ -101,7 +102,7 @@ export const videoWriteNode = defineNode({
   outputs: [],
   outputNode: true,
   async validate(inputs) {
-    const issues = prefixIssues(inputs.filename_prefix);
+    const issues = [...prefixIssues(inputs.filename_prefix), ...fileNameIssues(inputs.filename_prefix)];
     if (inputs.format !== undefined && inputs.fps !== undefined) {
       for (const message of validateVideoOptions({ format: inputs.format, fps: inputs.fps })) {
         issues.push({ input: message.startsWith('fps') ? 'fps' : 'format', message });

@@ -12,7 +12,7 @@ import { createEngine } from '../engine/index.ts';
 import { getRuntime, listModelFolders } from '../runtime/index.ts';
 import { errorBody, HttpError } from './errors.ts';
 import { createHub, type HubOptions } from './hub.ts';
-import { defaultLimits, type Limits } from './limits.ts';
+import { defaultLimits, engineLimits, type Limits } from './limits.ts';
 import { createApiRouter, repoRoot } from './routes.ts';
 import { createRunner } from './runner.ts';
 import { checkAccess, isLoopbackHost, listenProblem, TOKEN_COOKIE } from './security.ts';
@@ -127,7 +127,13 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const dataDir = path.resolve(opts.dataDir ?? path.join(path.dirname(output), '.rdflow'));
 
   const nodes = opts.nodes ?? (await defaultNodes());
-  const engine = createEngine({ nodes, paths, cacheBytes: opts.cacheBytes });
+  const engine = createEngine({
+    nodes,
+    paths,
+    cacheBytes: opts.cacheBytes,
+    // Limits are checked on the values nodes receive, before they allocate.
+    limits: engineLimits({ ...defaultLimits, ...opts.limits }),
+  });
   const store = openStore(dataDir, { historyLimit: opts.historyLimit });
   const hub = createHub(opts.ws);
 

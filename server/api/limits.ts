@@ -1,7 +1,9 @@
-// Refuses prompts that could not fit in memory before they are queued. Generic over node types:
-// any node whose literal inputs name a width and height (NoiseInit, and any later node that does)
-// describes a clip of frames × height × width × batch; a LoopStart's `iterations` multiplies the
-// clips. Linked values are unknown before running and are not counted.
+// The server's limits on what one prompt may ask for. The engine checks the resource limits on the
+// values nodes actually receive (their declared cost(): a clip's pixel-frames, a loop's iterations,
+// the frames of the whole prompt), at validation where the values can be computed before the run
+// and right before a node runs otherwise; engineLimits() hands them over. What only the server
+// counts (nodes per prompt, prompts in the queue) is checked here.
+import type { ResourceLimits } from '../engine/define.ts';
 import type { ApiPrompt, NodeErrors } from '../engine/types.ts';
 
 export interface Limits {
@@ -9,7 +11,7 @@ export interface Limits {
   maxClipPixels: number;
   /** Max iterations of one loop. */
   maxIterations: number;
-  /** Max frames across all clips (frames × batch × product of loop iterations). */
+  /** Max frames across all clips (a node's frames per clip × the iterations of the loops around it). */
   maxTotalFrames: number;
   /** Max nodes in one prompt. */
   maxNodes: number;
@@ -26,90 +28,34 @@ export const defaultLimits: Limits = {
   maxQueued: 10_000,
 };
 
-function literalNumber(v: unknown): number | undefined {
-  if (typeof v === 'number' && Number.isFinite(v)) return v;
-  if (typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v))) return Number(v);
-  return undefined;
-}
-
-function pick(inputs: Record<string, unknown>, names: readonly string[]): number | undefined {
-  for (const n of names) {
-    const v = literalNumber(inputs[n]);
-    if (v !== undefined) return v;
-  }
-  return undefined;
-}
-
-/** A limit error in node_errors shape, or undefined when the prompt fits. */
-export function checkLimits(prompt: ApiPrompt, limits: Limits): NodeErrors | undefined {
-  const errors: NodeErrors = {};
-  const add = (id: string, input: string, value: number, message: string) => {
-    errors[id] ??= { errors: [], dependent_outputs: [], class_type: prompt[id].class_type };
-    errors[id].errors.push({
-      type: 'custom_validation_failed',
-      message,
-      details: `${input}: ${message}`,
-      extra_info: { input_name: input, received_value: value },
-    });
+/** The limits the engine checks on node values (createEngine's `limits`). */
+export function engineLimits(limits: Limits): ResourceLimits {
+  return {
+    clipPixels: limits.maxClipPixels,
+    loopIterations: limits.maxIterations,
+    totalFrames: limits.maxTotalFrames,
+    source: 'server',
   };
+}
+
+/** A limit error in node_errors shape for what the engine does not see, or undefined when the prompt fits. */
+export function checkLimits(prompt: ApiPrompt, limits: Limits): NodeErrors | undefined {
   const ids = Object.keys(prompt);
-  if (ids.length > limits.maxNodes) {
-    const id = ids[0];
-    add(
-      id,
-      'prompt',
-      ids.length,
-      `The prompt has ${ids.length} nodes; the server accepts at most ${limits.maxNodes}.`,
-    );
-    return errors;
-  }
-  let loops = 1;
-  let frameCount = 0;
-  let clipNode: string | undefined;
-  for (const id of ids) {
-    const node = prompt[id];
-    const inputs = node.inputs ?? {};
-    const iterations = node.class_type === 'LoopStart' ? literalNumber(inputs.iterations) : undefined;
-    if (iterations !== undefined) {
-      if (iterations > limits.maxIterations) {
-        add(
-          id,
-          'iterations',
-          iterations,
-          `${iterations} loop iterations exceed the server limit of ${limits.maxIterations}.`,
-        );
-      }
-      loops *= Math.max(1, iterations);
-    }
-    const width = pick(inputs, ['width']);
-    const height = pick(inputs, ['height']);
-    if (width === undefined || height === undefined) continue;
-    const frames = pick(inputs, ['frames', 'length', 'num_frames']) ?? 1;
-    const batch = pick(inputs, ['batch_size', 'batch']) ?? 1;
-    const pixels = width * height * frames * batch;
-    if (pixels > limits.maxClipPixels) {
-      const gib = ((pixels * 12) / 2 ** 30).toFixed(1);
-      add(
-        id,
-        'frames',
-        frames,
-        `A clip of ${frames} frames × ${width}×${height} × batch ${batch} needs about ${gib} GiB as images; ` +
-          `the server limit is ${limits.maxClipPixels} pixel-frames. Use fewer frames, a smaller size or a smaller batch.`,
-      );
-    }
-    if (frames * batch > frameCount) {
-      frameCount = frames * batch;
-      clipNode = id;
-    }
-  }
-  if (clipNode !== undefined && frameCount * loops > limits.maxTotalFrames) {
-    add(
-      clipNode,
-      'frames',
-      frameCount,
-      `${frameCount} frames per clip × ${loops} clips = ${frameCount * loops} frames exceed the server limit of ` +
-        `${limits.maxTotalFrames} frames per prompt.`,
-    );
-  }
-  return Object.keys(errors).length > 0 ? errors : undefined;
+  if (ids.length <= limits.maxNodes) return undefined;
+  const id = ids[0];
+  const message = `The prompt has ${ids.length} nodes; the server accepts at most ${limits.maxNodes}.`;
+  return {
+    [id]: {
+      errors: [
+        {
+          type: 'custom_validation_failed',
+          message,
+          details: `prompt: ${message}`,
+          extra_info: { input_name: 'prompt', received_value: ids.length },
+        },
+      ],
+      dependent_outputs: [],
+      class_type: prompt[id].class_type,
+    },
+  };
 }

@@ -148,6 +148,47 @@ export interface ValidationIssue {
   message: string;
 }
 
+/**
+ * Budgets a host sets on what one prompt may allocate (the server's limits). Nodes state what they
+ * cost with `cost()`; the engine compares that with these, before the node runs. Absent: no limit.
+ */
+export interface ResourceLimits {
+  /** Pixel-frames of one clip (frames × height × width × batch): decoded, 12 bytes each. */
+  clipPixels?: number;
+  /** Iterations of one loop. */
+  loopIterations?: number;
+  /** Frames over the whole prompt: a node's frames per run × the iterations of the loops around it. */
+  totalFrames?: number;
+  /** Names the host in messages ("server": "the server limit of 50"). */
+  source?: string;
+}
+
+export type ResourceName = Exclude<keyof ResourceLimits, 'source'>;
+
+/** One thing a node will allocate or repeat, given its inputs, counted against a ResourceLimits budget. */
+export interface Cost {
+  resource: ResourceName;
+  /** The input to blame (named in the error). */
+  input: string;
+  /** The amount this node needs, per run of the node. */
+  amount: number;
+  /** How the amount comes about, for the message: "1024 frames × 2048×2048 × batch 1". */
+  what: string;
+  /** Unit for the per-prompt total ("frames"); and what one run of the node makes ("clip"). */
+  unit?: string;
+  per?: string;
+}
+
+/**
+ * A node's inputs as its checks see them. At validation: literals, constants computed from pure
+ * nodes, and for other links a stand-in with only the fields known before the run (a tensor's
+ * `shape`), or nothing. Right before the node runs: the values it actually receives.
+ */
+export type CheckInputs<R extends InputSpecs, O extends InputSpecs> = {
+  [K in keyof R | keyof O]?: K extends keyof R ? Known<R[K]> : K extends keyof O ? Known<O[K]> : never;
+};
+type Known<S> = S extends LinkSpec<infer T> ? (T extends object ? Partial<T> : T) : InferInput<S>;
+
 export interface NodeDefinition<R extends InputSpecs, O extends InputSpecs, Out extends OutputSpecs> {
   /** class_type in workflows; public API, never renamed. */
   name: string;
@@ -161,13 +202,33 @@ export interface NodeDefinition<R extends InputSpecs, O extends InputSpecs, Out 
   /** Loop construct markers; the scheduler gives these two nodes their meaning. */
   role?: 'loop-start' | 'loop-end';
   /**
-   * Extra checks on the literal inputs before anything runs (custom_validation_failed).
-   * Linked inputs are absent from `inputs` here.
+   * Extra checks before anything runs (custom_validation_failed), on what is known then (see
+   * CheckInputs): a linked input may be absent, or a stand-in. When a widget input's value comes
+   * from a link that could not be computed before the run, it is called again right before run().
    */
   validate?(
-    inputs: Partial<RunInputs<R, O>>,
+    inputs: CheckInputs<R, O>,
     env: NodeEnv,
   ): ValidationIssue[] | undefined | Promise<ValidationIssue[] | undefined>;
+  /**
+   * run() depends only on its inputs, is cheap and allocates little (IntMath): validation runs it
+   * on constant inputs to know the constants it feeds downstream.
+   */
+  pure?: boolean;
+  /**
+   * Stand-ins of the outputs from what is known of the inputs, without running: the fields known
+   * before the run (NoiseInit: `{shape: [batch, 4, frames, height/8, width/8]}`); undefined where
+   * nothing is known. Consumers' validate() and cost() see them.
+   */
+  infer?(
+    inputs: CheckInputs<R, O>,
+    env: NodeEnv,
+  ): (object | undefined)[] | undefined | Promise<(object | undefined)[] | undefined>;
+  /**
+   * What running the node will cost (see Cost), from its inputs: checked against the host's
+   * ResourceLimits at validation where the inputs are known, else right before run().
+   */
+  cost?(inputs: CheckInputs<R, O>): Cost[];
   /**
    * Something outside the inputs that changes the result (a file's mtime and size): folded into
    * the cache signature, like ComfyUI's IS_CHANGED.
@@ -190,6 +251,12 @@ export interface AnyNodeDef {
     inputs: Record<string, unknown>,
     env: NodeEnv,
   ): ValidationIssue[] | undefined | Promise<ValidationIssue[] | undefined>;
+  pure?: boolean;
+  infer?(
+    inputs: Record<string, unknown>,
+    env: NodeEnv,
+  ): (object | undefined)[] | undefined | Promise<(object | undefined)[] | undefined>;
+  cost?(inputs: Record<string, unknown>): Cost[];
   fingerprint?(inputs: Record<string, unknown>, env: NodeEnv): string | Promise<string>;
   run(
     inputs: Record<string, unknown>,

@@ -1,7 +1,16 @@
 // Runs a validated plan: output nodes pull what they need (each node once per scope), unchanged
 // nodes come from the caches, loop bodies run once per iteration with carried values, and every
 // step is reported as an EngineEvent.
-import type { AnyNodeDef, LoopPosition, NodePaths, RunContext, RunOutcome, UiOutput } from './define.ts';
+import type {
+  AnyNodeDef,
+  InputSpec,
+  LoopPosition,
+  NodePaths,
+  ResourceLimits,
+  RunContext,
+  RunOutcome,
+  UiOutput,
+} from './define.ts';
 import { inputEntries, type Graph, type GraphNode } from './graph.ts';
 import type { Plan, Step } from './plan.ts';
 import type { Registry } from './registry.ts';
@@ -14,6 +23,7 @@ import {
   type SpillCache,
 } from './cache.ts';
 import type { EngineEvent, RunResultSummary } from './types.ts';
+import { costProblems } from './values.ts';
 
 interface Slot {
   nodeId: string;
@@ -25,6 +35,8 @@ interface Slot {
   values?: unknown[];
   inBody: boolean;
   loop?: LoopPosition;
+  /** How often this node runs in the prompt: the iterations of the loops around it. */
+  repeats: number;
   executed: boolean;
   pending?: Promise<unknown[]>;
   loopUi?: Map<string, UiOutput>;
@@ -46,6 +58,8 @@ interface Scope {
   slots: Slot[];
   inBody: boolean;
   loop?: LoopPosition;
+  /** Product of the iterations of the loops this scope is in (1 outside loops). */
+  repeats: number;
   loopPath?: string;
   /** What the LoopEnd of this body received this iteration: the next carried values. */
   loopEndRefs?: Ref[];
@@ -68,6 +82,10 @@ export interface ExecuteDeps {
   spill: SpillCache;
   /** Loop-body slots holding values right now (the engine's view of what one iteration keeps). */
   held: Set<object>;
+  /** The host's limits, checked on the values a node receives right before it runs. */
+  limits?: ResourceLimits;
+  /** Nodes whose validate() runs again on the values they receive (see Validated.recheck). */
+  recheck?: Set<string>;
 }
 
 interface RunState extends ExecuteDeps {
@@ -131,6 +149,7 @@ function iterationScope(
     slots: [],
     inBody: true,
     loop: { iteration: c, iterations },
+    repeats: scope.repeats * iterations,
     loopPath: scope.loopPath === undefined ? String(c) : `${scope.loopPath}/${c}`,
     pins: [],
     ...extra,
@@ -262,6 +281,47 @@ function makeContext(st: RunState, slot: Slot): RunContext {
   };
 }
 
+function showValue(v: unknown): string {
+  try {
+    const s = JSON.stringify(summarizeValue(v));
+    if (s === undefined) return String(v);
+    return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+  } catch {
+    return String(v);
+  }
+}
+
+/** The range a widget allows, for messages: " (allowed: 1 to 1024, an integer)". */
+function allowed(spec: InputSpec): string {
+  if (spec.kind === 'INT') return ` (allowed: an integer from ${spec.min} to ${spec.max})`;
+  if (spec.kind === 'FLOAT') return ` (allowed: ${spec.min} to ${spec.max})`;
+  return '';
+}
+
+/**
+ * What stops a node right before it runs: a cost over the host's limits, or (for nodes whose
+ * widget values were unknown at validation) its validate() on the values it received.
+ */
+async function checkBeforeRun(
+  st: RunState,
+  def: AnyNodeDef,
+  nodeId: string,
+  args: Record<string, unknown>,
+  repeats: number,
+): Promise<string | undefined> {
+  if (st.limits) {
+    const over = costProblems(def, args, st.limits, repeats);
+    if (over.length > 0) return over.map((p) => p.message).join(' ');
+  }
+  if (def.validate && st.recheck?.has(nodeId)) {
+    const issues = (await def.validate(args, { paths: st.paths })) ?? [];
+    if (issues.length > 0) {
+      return issues.map((i) => (i.input ? `Input '${i.input}': ${i.message}` : i.message)).join('; ');
+    }
+  }
+  return undefined;
+}
+
 async function executeSlot(st: RunState, slot: Slot): Promise<unknown[]> {
   const { nodeId, def } = slot;
   const failure = (cause: unknown, inputs: Record<string, unknown>) =>
@@ -272,7 +332,7 @@ async function executeSlot(st: RunState, slot: Slot): Promise<unknown[]> {
   const args: Record<string, unknown> = {};
   for (const [name, ref] of Object.entries(slot.inputs)) args[name] = await resolveRef(st, ref);
   st.signal.throwIfAborted();
-  // Linked widget values are checked here: validation could only check their socket type.
+  // Linked widget values are checked here: validation could only check those it could compute.
   for (const { name, spec } of inputEntries(def)) {
     const ref = slot.inputs[name];
     if (!ref || ref.kind !== 'slot' || spec.kind === 'LINK') continue;
@@ -281,12 +341,15 @@ async function executeSlot(st: RunState, slot: Slot): Promise<unknown[]> {
       const why = parsed.error.issues.map((i) => i.message).join('; ');
       throw failure(
         new Error(
-          `Input '${name}' received ${JSON.stringify(args[name])} from node ${ref.slot.nodeId}: ${why}`,
+          `Input '${name}' received ${showValue(args[name])} from node ${ref.slot.nodeId}${allowed(spec)}: ${why}`,
         ),
         args,
       );
     }
   }
+  // Limits and the node's own checks on what it receives, before it allocates anything.
+  const problem = await checkBeforeRun(st, def, nodeId, args, slot.repeats);
+  if (problem) throw failure(new Error(problem), args);
   st.current = slot;
   st.emit({ type: 'executing', promptId: st.promptId, node: nodeId, displayNode: nodeId });
   let result: Awaited<ReturnType<AnyNodeDef['run']>>;
@@ -391,6 +454,7 @@ async function createSlot(st: RunState, scope: Scope, id: string): Promise<Slot>
     inputs,
     inBody: scope.inBody,
     loop: scope.loop,
+    repeats: scope.repeats,
     executed: false,
     loopUi: scope.loopUi,
     owner: scope.id,
@@ -524,11 +588,15 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
   if (typeof iterations !== 'number' || !iterSpec || !iterSpec.schema.safeParse(iterations).success) {
     throw new NodeFailure(
       { nodeId: step.start, classType: startDef.name },
-      new Error(
-        `Input 'iterations' must be an integer within the allowed range, got ${JSON.stringify(iterations)}`,
-      ),
+      new Error(`Input 'iterations' received ${showValue(iterations)}${iterSpec ? allowed(iterSpec) : ''}`),
       { iterations },
     );
+  }
+  const problem = await checkBeforeRun(st, startDef, step.start, { iterations }, scope.repeats);
+  if (problem) {
+    throw new NodeFailure({ nodeId: step.start, classType: startDef.name }, new Error(problem), {
+      iterations,
+    });
   }
   let carried: Ref[] = Array.from({ length: CARRIED }, (_, k) => startInput(`initial_value${k + 1}`));
   let carriedPins: string[] = [];
@@ -644,7 +712,7 @@ export async function executePlan(deps: ExecuteDeps, opts: ExecuteOptions): Prom
     runEnd: [],
     outputEntries: [],
   };
-  const top: Scope = { id: nextScopeId++, refs: new Map(), slots: [], inBody: false, pins: [] };
+  const top: Scope = { id: nextScopeId++, refs: new Map(), slots: [], inBody: false, repeats: 1, pins: [] };
   st.emit({ type: 'execution_start', promptId: st.promptId, timestamp: Date.now() });
 
   let failure:

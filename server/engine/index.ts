@@ -53,6 +53,7 @@ process.once('exit', () => {
 export function createEngine(opts: EngineOptions & { spillBytes?: number }): Engine & EngineExtras {
   const registry = createRegistry(opts.nodes);
   const env = { paths: opts.paths };
+  const limits = opts.limits ?? {};
   const memory = createMemoryCache(opts.cacheBytes ?? DEFAULT_CACHE_BYTES);
   const spill = createSpillCache(opts.paths.temp, opts.spillBytes ?? DEFAULT_SPILL_BYTES);
   const held = new Set<object>();
@@ -63,12 +64,12 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
 
   return {
     async validate(prompt) {
-      return (await validatePrompt(prompt, registry, env)).result;
+      return (await validatePrompt(prompt, registry, env, limits)).result;
     },
     run(prompt, options) {
       const job = queue.then(async (): Promise<Awaited<ReturnType<Engine['run']>>> => {
         try {
-          const validated = await validatePrompt(prompt, registry, env);
+          const validated = await validatePrompt(prompt, registry, env, limits);
           if (!validated.result.ok) return { status: 'invalid', validation: validated.result };
           fs.mkdirSync(opts.paths.temp, { recursive: true });
           return await executePlan(
@@ -80,6 +81,8 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
               memory,
               spill,
               held,
+              limits,
+              recheck: validated.recheck ?? new Set(),
             },
             {
               promptId: options.promptId,

@@ -1,6 +1,6 @@
 // The engine's public contract: the prompt it takes, the events it emits, the outcome it returns.
 // Hosts (CLI, server, tests) depend on this file; the engine's modules implement it.
-import type { AnyNodeDef, NodePaths, UiOutput } from './define.ts';
+import type { AnyNodeDef, NodePaths, ResourceLimits, UiOutput } from './define.ts';
 
 /** A link in API format: [source node id, output index]. */
 export type LinkRef = [string, number];
@@ -92,6 +92,11 @@ export interface EngineOptions {
   paths: NodePaths;
   /** Byte budget of the output cache (LRU by bytes). */
   cacheBytes?: number;
+  /**
+   * What one prompt may allocate (the server passes its limits): nodes' cost() is checked against
+   * it at validation, and right before a node runs for values known only then. Default: no limits.
+   */
+  limits?: ResourceLimits;
 }
 
 export interface Engine {

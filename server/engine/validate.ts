@@ -1,8 +1,9 @@
 // Validation before anything runs: every problem at once, in ComfyUI's node_errors shape.
-import type { InputSpec, NodeEnv, WidgetSpec } from './define.ts';
+import type { InputSpec, NodeEnv, ResourceLimits, WidgetSpec } from './define.ts';
 import { buildGraph, inputEntries, type Graph, type GraphNode } from './graph.ts';
 import { planPrompt, neededNodes, type Plan } from './plan.ts';
 import { comboOptions, inputConfig, type Registry } from './registry.ts';
+import { checkValues, validateNode, type AddIssue } from './values.ts';
 import type {
   ApiPrompt,
   LinkRef,
@@ -17,6 +18,8 @@ export interface Validated {
   /** Set when valid: the graph with literals coerced to their widget types, and the run plan. */
   graph?: Graph;
   plan?: Plan;
+  /** Nodes whose validate() runs again right before they run (a widget value known only then). */
+  recheck?: Set<string>;
 }
 
 function promptError(type: string, message: string, details = ''): PromptError {
@@ -64,9 +67,21 @@ function show(v: unknown): string {
   }
 }
 
-/** Widget literals as ComfyUI coerces them ("5" → 5 for INT, "true" → true for BOOLEAN). */
+/** What Python's int() takes from a string, less its oddities: decimal digits, a sign, spaces around. */
+const INT_TEXT = /^\s*[+-]?\d+\s*$/;
+/** What Python's float() takes, less inf/nan and `_` grouping: decimal with an optional exponent. */
+const FLOAT_TEXT = /^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$/;
+
+/**
+ * Widget literals as ComfyUI coerces them (its validate_inputs calls int(val) / float(val)), where
+ * that is sane: " 7" → 7 and "-3" → -3 for INT; "1e3" and "2.5" for FLOAT; "true" → true for
+ * BOOLEAN. Not followed: int() truncating 7.5 to 7 (refused: not an integer), and strings int()
+ * refuses anyway ("0x10", "1e3", "7.0"). A JSON number is a number whatever its spelling (1e3 and
+ * 7.0 are the integers 1000 and 7). Anything else is left as it is, for the type check to refuse.
+ */
 function coerce(spec: WidgetSpec, v: unknown): unknown {
-  if ((spec.kind === 'INT' || spec.kind === 'FLOAT') && typeof v === 'string' && v.trim() !== '') {
+  if (typeof v === 'string' && (spec.kind === 'INT' || spec.kind === 'FLOAT')) {
+    if (!(spec.kind === 'INT' ? INT_TEXT : FLOAT_TEXT).test(v)) return v;
     const n = Number(v);
     return Number.isFinite(n) ? n : v;
   }
@@ -84,8 +99,16 @@ function checkLiteral(
   value: unknown,
   env: NodeEnv,
   add: AddError,
+  /** Set when the value was computed before the run from this link (constant folding). */
+  from?: LinkRef,
 ): { ok: boolean; value: unknown } {
-  const base = { input_name: name, input_config: inputConfig(spec, env), received_value: value };
+  const base = {
+    input_name: name,
+    input_config: inputConfig(spec, env),
+    received_value: value,
+    ...(from ? { linked_node: from } : {}),
+  };
+  const via = from ? ` (computed from node ${from[0]})` : '';
   if (spec.kind === 'LINK') {
     // '*' sockets also take constants (e.g. a LoopStart initial value); typed sockets need a link.
     if (spec.type === '*') return { ok: true, value };
@@ -111,7 +134,7 @@ function checkLiteral(
       const list = options.length > 12 ? [...options.slice(0, 12), '...'] : options;
       add(node.id, {
         type: 'value_not_in_list',
-        message: `Value ${show(v)} of '${name}' is not one of: ${list.length > 0 ? list.join(', ') : '(no options available)'}`,
+        message: `Value ${show(v)} of '${name}'${via} is not one of: ${list.length > 0 ? list.join(', ') : '(no options available)'}`,
         extra_info: base,
       });
       return { ok: false, value: v };
@@ -122,7 +145,7 @@ function checkLiteral(
     if (typeof v !== 'number' || !Number.isFinite(v) || (spec.kind === 'INT' && !Number.isInteger(v))) {
       add(node.id, {
         type: 'invalid_input_type',
-        message: `Input '${name}' expects ${spec.kind === 'INT' ? 'an integer' : 'a number'}, got ${show(v)}`,
+        message: `Input '${name}' expects ${spec.kind === 'INT' ? 'an integer (a JSON number, or a string of decimal digits)' : 'a number'}, got ${show(v)}${via}`,
         extra_info: base,
       });
       return { ok: false, value: v };
@@ -130,7 +153,7 @@ function checkLiteral(
     if (v < spec.min) {
       add(node.id, {
         type: 'value_smaller_than_min',
-        message: `Value ${v} of '${name}' is smaller than the minimum ${spec.min}`,
+        message: `Value ${v} of '${name}'${via} is smaller than the minimum ${spec.min} (allowed: ${spec.min} to ${spec.max})`,
         extra_info: base,
       });
       return { ok: false, value: v };
@@ -138,7 +161,7 @@ function checkLiteral(
     if (v > spec.max) {
       add(node.id, {
         type: 'value_bigger_than_max',
-        message: `Value ${v} of '${name}' is bigger than the maximum ${spec.max}`,
+        message: `Value ${v} of '${name}'${via} is bigger than the maximum ${spec.max} (allowed: ${spec.min} to ${spec.max})`,
         extra_info: base,
       });
       return { ok: false, value: v };
@@ -149,7 +172,7 @@ function checkLiteral(
     const why = parsed.error.issues.map((i) => i.message).join('; ');
     add(node.id, {
       type: 'invalid_input_type',
-      message: `Input '${name}' (${spec.kind}) got ${show(v)}: ${why}`,
+      message: `Input '${name}' (${spec.kind}) got ${show(v)}${via}: ${why}`,
       extra_info: base,
     });
     return { ok: false, value: v };
@@ -217,10 +240,25 @@ function upstreamClosure(graph: Graph, id: string): Set<string> {
   return seen;
 }
 
+/** ComfyUI's details of a failed validation: the errors one per line (the first 20). */
+function summary(count: number, nodeErrors: NodeErrors): string {
+  const nodes = Object.keys(nodeErrors).length;
+  const lines = Object.entries(nodeErrors).flatMap(([id, e]) =>
+    e.errors.map((x) => `node ${id} (${e.class_type}): ${x.message}`),
+  );
+  const more = lines.length > 20 ? [`... and ${lines.length - 20} more`] : [];
+  return [
+    `${count} error${count === 1 ? '' : 's'} in ${nodes} node${nodes === 1 ? '' : 's'}:`,
+    ...lines.slice(0, 20),
+    ...more,
+  ].join('\n');
+}
+
 export async function validatePrompt(
   prompt: ApiPrompt,
   registry: Registry,
   env: NodeEnv,
+  limits: ResourceLimits = {},
 ): Promise<Validated> {
   const shape = shapeErrors(prompt);
   if (shape.length > 0) {
@@ -254,6 +292,8 @@ export async function validatePrompt(
     .map((n) => n.id);
   const needed = outputs.length > 0 ? neededNodes(graph, registry, outputs) : new Set(graph.keys());
 
+  /** Node id → its literal inputs that passed their checks. */
+  const literals = new Map<string, Record<string, unknown>>();
   for (const id of needed) {
     const node = graph.get(id)!;
     const def = registry.get(node.classType);
@@ -293,26 +333,7 @@ export async function validatePrompt(
         validLiterals[name] = checked.value;
       }
     }
-    if (def.validate) {
-      try {
-        const issues = (await def.validate(validLiterals, env)) ?? [];
-        for (const issue of issues) {
-          add(id, {
-            type: 'custom_validation_failed',
-            message: issue.input ? `Input '${issue.input}': ${issue.message}` : issue.message,
-            extra_info: issue.input
-              ? { input_name: issue.input, received_value: node.literals[issue.input] }
-              : {},
-          });
-        }
-      } catch (err) {
-        add(id, {
-          type: 'custom_validation_failed',
-          message: `Validation of the node failed: ${err instanceof Error ? err.message : String(err)}`,
-          extra_info: {},
-        });
-      }
-    }
+    literals.set(id, validLiterals);
   }
 
   let plan: Plan | undefined;
@@ -327,6 +348,35 @@ export async function validatePrompt(
       });
     }
     plan = planned.plan;
+  }
+
+  const addIssue: AddIssue = (nodeId, issue) =>
+    add(nodeId, {
+      type: 'custom_validation_failed',
+      message: issue.message,
+      extra_info: issue.input ? { input_name: issue.input, received_value: issue.received } : {},
+    });
+  let recheck = new Set<string>();
+  if (plan) {
+    // Node checks and limits on every value known before the run (constants through pure nodes).
+    const checked = await checkValues({
+      graph,
+      plan,
+      registry,
+      env,
+      limits,
+      literals,
+      add: addIssue,
+      checkWidget: (node, name, spec, value, from, report) =>
+        checkLiteral(node, name, spec, value, env, report ? add : () => undefined, from),
+    });
+    recheck = checked.recheck;
+  } else {
+    // No run order (a cycle, a broken loop, no outputs): node checks on the literals alone.
+    for (const [id, inputs] of literals) {
+      const def = registry.get(graph.get(id)!.classType)!;
+      await validateNode(def, id, inputs, env, addIssue);
+    }
   }
 
   if (Object.keys(nodeErrors).length > 0) {
@@ -355,11 +405,11 @@ export async function validatePrompt(
         error: promptError(
           'prompt_outputs_failed_validation',
           'Prompt outputs failed validation',
-          `${count} error${count === 1 ? '' : 's'} in ${Object.keys(nodeErrors).length} node${Object.keys(nodeErrors).length === 1 ? '' : 's'}`,
+          summary(count, nodeErrors),
         ),
         nodeErrors,
       },
     };
   }
-  return { result: { ok: true, outputs }, graph, plan };
+  return { result: { ok: true, outputs }, graph, plan, recheck };
 }

@@ -1,5 +1,5 @@
 // The server's pure pieces on their own: the persistent queue's order and durability, history
-// bounds, the limits check, the event → message mapping and the hub's buffer policy.
+// bounds, the event → message mapping and the hub's buffer policy (limits: tests/security/limits.test.ts).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,7 +7,6 @@ import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
 import { createHub, previewFrame } from '../../server/api/hub.ts';
-import { checkLimits, defaultLimits } from '../../server/api/limits.ts';
 import { toWire } from '../../server/api/messages.ts';
 import type { HistoryEntry } from '../../server/api/queue.ts';
 import { openStore } from '../../server/api/store.ts';
@@ -77,30 +76,6 @@ describe('the LMDB prompt queue', () => {
     await store.history.clear();
     expect(await store.history.list()).toEqual([]);
     await store.close();
-  });
-});
-
-describe('limits', () => {
-  const clip = (w: number, h: number, frames: number, batch = 1) => ({
-    '1': { class_type: 'NoiseInit', inputs: { seed: 0, width: w, height: h, frames, batch_size: batch } },
-  });
-
-  it('accepts ordinary clips and refuses clips that cannot fit, naming the node and input', () => {
-    expect(checkLimits(clip(512, 320, 16), defaultLimits)).toBeUndefined();
-    const errors = checkLimits(clip(4096, 4096, 1024, 64), defaultLimits)!;
-    expect(errors['1'].class_type).toBe('NoiseInit');
-    expect(errors['1'].errors[0].extra_info.input_name).toBe('frames');
-    expect(errors['1'].errors[0].message).toMatch(/GiB/);
-  });
-
-  it('multiplies frames by loop iterations for the total', () => {
-    const prompt = {
-      ...clip(256, 256, 16),
-      '2': { class_type: 'LoopStart', inputs: { iterations: 1000 } },
-    };
-    expect(checkLimits(prompt, { ...defaultLimits, maxTotalFrames: 16_000 })).toBeUndefined();
-    const errors = checkLimits(prompt, { ...defaultLimits, maxTotalFrames: 15_999 })!;
-    expect(errors['1'].errors[0].message).toMatch(/16 frames per clip × 1000 clips = 16000 frames/);
   });
 });
 
