@@ -5,6 +5,7 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { prepare } from './config.ts';
+import { benchConvert, convertSections } from './convert.ts';
 import { benchCreep, creepSection } from './creep.ts';
 import { benchDemo, demoSection } from './demo.ts';
 import { benchEngineOverhead, engineOverheadSection } from './engine-overhead.ts';
@@ -40,7 +41,7 @@ log(`bench: ${reps} repetitions, scratch ${env.tmp}`);
 const sections: Section[] = [];
 // The demo e2e and creep rows are the longest; fewer repetitions there keep the total under 10 minutes.
 const heavyReps = Math.min(reps, 3);
-const steps: [number, string, () => Promise<Section>][] = [
+const steps: [number, string, () => Promise<Section | Section[]>][] = [
   [1, 'engine overhead', async () => engineOverheadSection(await benchEngineOverhead(env, log))],
   [
     2,
@@ -57,12 +58,18 @@ const steps: [number, string, () => Promise<Section>][] = [
   [5, 'server responsiveness', async () => serverPingSection(await benchServerPing(env, log))],
   [6, 'demo end to end', async () => demoSection(await benchDemo(env, heavyReps, log))],
   [7, 'no creep across runs', async () => creepSection(await benchCreep(env, heavyReps, log))],
+  [
+    8,
+    'converted UNet throughput and full-size conversion',
+    async () => convertSections(await benchConvert(env, log)),
+  ],
 ];
 try {
   for (const [n, name, run] of steps) {
     if (!wanted(n)) continue;
     log(`[${elapsed()}] ${n}. ${name}`);
-    sections.push(await run());
+    const got = await run();
+    sections.push(...(Array.isArray(got) ? got : [got]));
   }
 } finally {
   rmSync(env.tmp, { recursive: true, force: true });

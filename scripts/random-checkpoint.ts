@@ -6,6 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { pathToFileURL } from 'node:url';
 import { SD21_BASE_SCHEDULER_CONFIG } from '../nodes/lib/ddim.ts';
 import { buildClipTextEncoder, parseClipTextConfig } from '../server/runtime/convert/clip-text.ts';
 import { Net } from '../server/runtime/convert/net.ts';
@@ -98,6 +99,34 @@ function randomValues(n: number, seed: number, scale: number): Float32Array {
   return out;
 }
 
+/** An in-memory WeightSource of seeded random values for exactly the given keys and shapes. */
+export function randomSource(keys: Iterable<[string, readonly number[]]>, seed = 1): WeightSource {
+  const list = [...keys];
+  const tensors = new Map(
+    list.map(([key, shape]) => [key, { key, dtype: 'float32' as const, shape, file: 'random' }]),
+  );
+  const index = new Map(list.map(([key], i) => [key, i]));
+  return {
+    tensors,
+    read: (key) => {
+      const shape = tensors.get(key)?.shape ?? [];
+      return Promise.resolve(
+        randomValues(
+          shape.reduce((a, d) => a * d, 1),
+          seed * 100003 + (index.get(key) ?? 0),
+          0.02,
+        ),
+      );
+    },
+    close: async () => {},
+  };
+}
+
+/** The keys and shapes a graph builder reads (built once over an empty source). */
+export function graphKeys(build: (net: Net) => void): [string, readonly number[]][] {
+  return expectedKeys(build);
+}
+
 async function writeComponent(
   file: string,
   keys: [string, readonly number[]][],
@@ -162,7 +191,7 @@ export async function makeRandomCheckpoint(dest: string, size: 'full' | 'mid' = 
   );
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: { size: { type: 'string', default: 'full' } },

@@ -93,8 +93,9 @@ describe('rdflow convert: modelscope-tiny (diffusers TextToVideoSDPipeline)', ()
     const size = (d: string) =>
       readFileSync(path.join(d, 'unet', 'model.onnx_data')).length +
       readFileSync(path.join(d, 'unet', 'model.onnx')).length;
-    // Weights are half the size; the graph itself (a few KiB of nodes and constants) is the rest.
-    expect(size(half)).toBeLessThan(size(full) * 0.53);
+    // Weights are half the size; on this tiny model the graph itself (nodes, constants, the casts
+    // of float16 weights to float32) is a fifth of the file, so the total shrinks less than 2×.
+    expect(size(half)).toBeLessThan(size(full) * 0.62);
     const model = await runtime.loadModel(half);
     const c = readCase('modelscope-tiny', 'unet_f8_s16_t501');
     const sample = readExpected('modelscope-tiny', c.inputs.sample.file!);
@@ -106,6 +107,39 @@ describe('rdflow convert: modelscope-tiny (diffusers TextToVideoSDPipeline)', ()
     });
     // Weights rounded to float16 (relative 2^-11); the math stays float32.
     expect(maxAbsDiff(got.data, want)).toBeLessThanOrEqual(2e-2 * Math.max(1, ...Array.from(want, Math.abs)));
+  });
+});
+
+describe('rdflow convert: float16 checkpoints', () => {
+  it('a float16 source converts to the same float16 weights as its float32 original', async () => {
+    const dir = mkdtempSync(path.join(work, 'half-'));
+    const src = path.join(dir, 'src');
+    cpSync(MS, src, { recursive: true });
+    for (const part of ['text_encoder/model.safetensors', 'unet/diffusion_pytorch_model.safetensors']) {
+      const f = path.join(src, part);
+      const orig = await openSafetensors(f);
+      const tmp = `${f}.half`;
+      await writeSafetensors(
+        tmp,
+        [...orig.tensors.values()].map((t) => ({
+          key: t.key,
+          dtype: t.dtype === 'float32' ? ('float16' as const) : ('float32' as const),
+          shape: t.shape,
+          produce: () => orig.read(t.key),
+        })),
+      );
+      await orig.close();
+      cpSync(tmp, f);
+      rmSync(tmp);
+    }
+    const dest = path.join(dir, 'out');
+    await convertModel(src, dest, { dtype: 'float16' });
+    const ref = await convertOnce('modelscope-tiny', 'float16');
+    for (const f of ['text_encoder', 'unet']) {
+      const a = readFileSync(path.join(dest, f, 'model.onnx_data'));
+      const b = readFileSync(path.join(ref, f, 'model.onnx_data'));
+      expect(a.equals(b), f).toBe(true);
+    }
   });
 });
 

@@ -68,9 +68,12 @@ export class Net {
     }
     const dims = opts.reshape ?? (opts.transpose ? [shape[1], shape[0]] : shape);
     const ok = info !== undefined && sameShape(info.shape, shape);
-    const produce = async (): Promise<Float32Array> => {
+    const produce = async (): Promise<Float32Array | Uint16Array> => {
       if (!ok) throw new Error(`weight "${full}" is missing or has the wrong shape`);
-      const data = await this.source.read(full);
+      // float16 stored and wanted: copy the bits, no decode and re-encode.
+      const half =
+        this.dtype === 'float16' && info.dtype === 'float16' ? await this.source.readHalf?.(full) : undefined;
+      const data = half ?? (await this.source.read(full));
       return opts.transpose ? transpose2d(data, shape[0], shape[1]) : data;
     };
     const name = this.b.lazyInitializer(key, this.dtype, dims, produce);
@@ -196,8 +199,8 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(data.length);
+function transpose2d<T extends Float32Array | Uint16Array>(data: T, rows: number, cols: number): T {
+  const out = new (data.constructor as new (n: number) => T)(data.length);
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c];
   return out;
 }

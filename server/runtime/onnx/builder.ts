@@ -163,7 +163,8 @@ interface LazyInitializer {
   name: string;
   type: 'float32' | 'float16';
   dims: number[];
-  produce: () => Promise<Float32Array>;
+  /** Float32 values, or float16 bits (Uint16Array) for a float16 weight. */
+  produce: () => Promise<Float32Array | Uint16Array>;
 }
 
 export interface ModelBuilderOptions {
@@ -233,7 +234,7 @@ export class ModelBuilder {
     name: string,
     type: 'float32' | 'float16',
     dims: readonly number[],
-    produce: () => Promise<Float32Array>,
+    produce: () => Promise<Float32Array | Uint16Array>,
   ): string {
     this.claim(name);
     this.lazy.push({ name, type, dims: [...dims], produce });
@@ -246,6 +247,17 @@ export class ModelBuilder {
       (a, l) => a + l.dims.reduce((p, d) => p * d, 1) * (l.type === 'float16' ? 2 : 4),
       0,
     );
+  }
+
+  /** Name, operator and attributes of every node so far (tools: FLOP counts, graph statistics). */
+  nodeList(): { name: string; opType: string; attrs: Record<string, unknown> }[] {
+    return this.nodes.map((n) => ({
+      name: n.name,
+      opType: n.opType,
+      attrs: Object.fromEntries(
+        n.attribute.map((a) => [a.name, a.ints && a.ints.length > 0 ? a.ints.map(Number) : Number(a.i)]),
+      ),
+    }));
   }
 
   /** A fresh unique value name starting with `prefix`. */
@@ -362,7 +374,12 @@ export class ModelBuilder {
             `weight "${l.name}": produced ${values.length} values for shape [${l.dims.join(', ')}]`,
           );
         }
-        await write(l.name, tensorValue(l.type === 'float16' ? float32ToFloat16(values) : values, l.dims));
+        if (values instanceof Uint16Array && l.type !== 'float16') {
+          throw new Error(`weight "${l.name}": float16 bits produced for a ${l.type} weight`);
+        }
+        const stored =
+          l.type === 'float16' && values instanceof Float32Array ? float32ToFloat16(values) : values;
+        await write(l.name, tensorValue(stored, l.dims));
       }
     } finally {
       await fh.close();

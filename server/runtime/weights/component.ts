@@ -41,6 +41,9 @@ async function merge(parts: WeightSource[], what: string): Promise<WeightSource>
       if (p === undefined) return Promise.reject(new Error(`${what}: no tensor "${key}"`));
       return p.read(key);
     },
+    readHalf(key: string): Promise<Uint16Array | undefined> {
+      return owner.get(key)?.readHalf?.(key) ?? Promise.resolve(undefined);
+    },
     async close(): Promise<void> {
       await Promise.all(parts.map((p) => p.close()));
     },

@@ -6,7 +6,14 @@ import path from 'node:path';
 import { float32ToFloat16 } from '../../../nodes/lib/half.ts';
 import { toFloat32 } from './decode.ts';
 import { readExactly } from './zip.ts';
-import { DTYPE_BYTES, numel, type StoredDType, type TensorInfo, type WeightSource } from './types.ts';
+import {
+  DTYPE_BYTES,
+  halfBits,
+  numel,
+  type StoredDType,
+  type TensorInfo,
+  type WeightSource,
+} from './types.ts';
 
 const DTYPES: Record<string, StoredDType> = {
   F32: 'float32',
@@ -112,6 +119,11 @@ export async function openSafetensors(file: string, label = path.basename(file))
         if (t === undefined) throw new Error(`${label}: no tensor "${key}"`);
         const buf = await readExactly(fh, t.begin, t.end - t.begin, () => `${label}: tensor "${key}"`);
         return toFloat32(buf, t.dtype, numel(t.shape), true);
+      },
+      async readHalf(key: string): Promise<Uint16Array | undefined> {
+        const t = tensors.get(key);
+        if (t === undefined || t.dtype !== 'float16') return undefined;
+        return halfBits(await readExactly(fh, t.begin, t.end - t.begin, () => `${label}: tensor "${key}"`));
       },
       close: () => fh.close(),
     };

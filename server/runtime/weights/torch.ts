@@ -7,7 +7,14 @@ import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { toFloat32 } from './decode.ts';
 import { PyGlobal, unpickle, type AllowedGlobal } from './pickle.ts';
-import { DTYPE_BYTES, numel, type StoredDType, type TensorInfo, type WeightSource } from './types.ts';
+import {
+  DTYPE_BYTES,
+  halfBits,
+  numel,
+  type StoredDType,
+  type TensorInfo,
+  type WeightSource,
+} from './types.ts';
 import { readExactly, ZipIndex, type ZipEntry } from './zip.ts';
 
 /** torch's legacy storage classes, as torch.save still names them in persistent ids. */
@@ -289,6 +296,14 @@ export async function openTorchCheckpoint(file: string, label = path.basename(fi
         const bytes = await zip.read(t.entry, first * item, (last - first + 1) * item);
         const span = toFloat32(bytes, storage.dtype, last - first + 1, true);
         return isContiguous(shape, stride) ? span : gather(span, shape, stride);
+      },
+      async readHalf(key: string): Promise<Uint16Array | undefined> {
+        const t = located.get(key);
+        if (t === undefined || t.ref.storage.dtype !== 'float16') return undefined;
+        const { shape, stride } = t.ref;
+        if (numel(shape) === 0 || !isContiguous(shape, stride)) return undefined;
+        const { first, last } = extent(t.ref);
+        return halfBits(await zip.read(t.entry, first * 2, (last - first + 1) * 2));
       },
       close: () => fh.close(),
     };

@@ -19,8 +19,20 @@ export interface WeightSource {
   readonly tensors: ReadonlyMap<string, TensorInfo>;
   /** One tensor's values as float32 (float16/bfloat16/float64 converted), C order. */
   read(key: string): Promise<Float32Array>;
+  /**
+   * A float16 tensor's raw bits, without decoding (float16 → float16 conversions copy them as they
+   * are). Absent, or resolving to undefined, when the tensor is not float16 or not stored contiguously.
+   */
+  readHalf?(key: string): Promise<Uint16Array | undefined>;
   /** Releases open file handles. */
   close(): Promise<void>;
+}
+
+/** `bytes` as a fresh, aligned Uint16Array. */
+export function halfBits(bytes: Uint8Array): Uint16Array {
+  const out = new Uint16Array(bytes.byteLength / 2);
+  new Uint8Array(out.buffer).set(bytes);
+  return out;
 }
 
 export function numel(shape: readonly number[]): number {
