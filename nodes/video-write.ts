@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { defineNode, input, type RunContext, type UiOutput } from '../server/engine/define.ts';
 import type { Tensor } from './lib/tensor-type.ts';
+import { assertStillInside } from './lib/video/paths.ts';
 import { requireTensor } from './checks.ts';
 import { fileNameIssues } from './limits.ts';
 import {
@@ -28,6 +29,8 @@ const FORMAT_LABEL: Record<VideoFormat, string> = {
 
 interface WriterState {
   writer: VideoWriter;
+  /** The final file's path (its folder is checked again before the rename). */
+  target: string;
   /** Finished or aborted: nothing is left to clean up. */
   closed: boolean;
 }
@@ -61,6 +64,21 @@ function fileEntry(outputDir: string, file: string, format: VideoFormat): Record
   };
 }
 
+/**
+ * The filesystem refusing the output folder (read-only, not a folder, gone, full) is told as what
+ * it is, naming the prefix; the node fails, so hosts report VideoWrite as the failing node.
+ */
+function unwritable(e: unknown, prefix: string): Error {
+  const err = e as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+  const code = err.code ?? err.cause?.code;
+  if (typeof code !== 'string') return e instanceof Error ? e : new Error(String(e));
+  return new Error(
+    `input "filename_prefix": cannot create "${prefix}" in the output folder (${code}): ` +
+      'the output folder is not writable',
+    { cause: e },
+  );
+}
+
 function openState(
   ctx: RunContext,
   format: VideoFormat,
@@ -71,8 +89,13 @@ function openState(
   const [, height, width] = images.shape;
   const problems = validateVideoOptions({ format, fps, width, height });
   if (problems.length > 0) throw new Error(`input "images": ${problems.join('; ')}`);
-  const target = resolveOutputPath(ctx.paths.output, prefix, format);
-  const state: WriterState = { writer: openVideoWriter({ format, fps, path: target }), closed: false };
+  let state: WriterState;
+  try {
+    const target = resolveOutputPath(ctx.paths.output, prefix, format);
+    state = { writer: openVideoWriter({ format, fps, path: target }), target: target.path, closed: false };
+  } catch (e) {
+    throw unwritable(e, prefix);
+  }
   // Whatever ends the run before the last clip is written (error, interrupt) deletes the temp files.
   ctx.onRunEnd(async () => {
     if (state.closed) return;
@@ -132,6 +155,14 @@ export const videoWriteNode = defineNode({
         clips: [{ iteration: loop.iteration, iterations: loop.iterations, frames: state.writer.frames }],
       });
       return { outputs: [] };
+    }
+    // A subfolder swapped for a link while the clips were written must not receive the file.
+    try {
+      assertStillInside(ctx.paths.output, state.target);
+    } catch (e) {
+      state.closed = true;
+      await state.writer.abort();
+      throw e;
     }
     const files = await state.writer.finish();
     state.closed = true;

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { makeDirs } from '../nodes/lib/video/paths.ts';
 import type { AnyNodeDef, NodePaths, UiOutput } from './engine/define.ts';
 import { createEngine, toApiPrompt, WorkflowFormatError } from './engine/index.ts';
 import type { ApiPrompt, EngineEvent, NodeErrors, PromptError } from './engine/types.ts';
@@ -70,7 +71,7 @@ export function cliPaths(cwd: string, o: { out?: string; input?: string; models?
 export function unwritableFolder(dir: string): string | undefined {
   const probe = path.join(dir, `.rdflow-write-test-${process.pid}`);
   try {
-    fs.mkdirSync(dir, { recursive: true });
+    makeDirs(dir);
     fs.writeFileSync(probe, '');
     fs.rmSync(probe, { force: true });
     return undefined;

@@ -9,19 +9,26 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { WebSocketServer } from 'ws';
 import type { AnyNodeDef, NodePaths } from '../engine/define.ts';
 import { createEngine } from '../engine/index.ts';
-import { getRuntime, listModelFolders } from '../runtime/index.ts';
+import { makeDirs } from '../../nodes/lib/video/paths.ts';
+import { getRuntime } from '../runtime/index.ts';
+import {
+  confinedModelNames,
+  loadVideoModelNode,
+  loadVideoModelNodeForServer,
+} from '../../nodes/load-video-model.ts';
 import { errorBody, HttpError } from './errors.ts';
 import { createHub, type HubOptions } from './hub.ts';
 import { defaultLimits, engineLimits, type Limits } from './limits.ts';
 import { createApiRouter, repoRoot } from './routes.ts';
 import { createRunner } from './runner.ts';
-import { checkAccess, isLoopbackHost, listenProblem, TOKEN_COOKIE } from './security.ts';
+import { checkAccess, isLoopbackHost, isPublicPath, listenProblem, TOKEN_COOKIE } from './security.ts';
 import { openStore } from './store.ts';
+import { sweepLeftovers } from './sweep.ts';
 import { defaultWorkflowsDir } from './workflows.ts';
 
 export type { Limits } from './limits.ts';
 export type { PromptQueue, HistoryStore, QueueItem, HistoryEntry } from './queue.ts';
-export { CRASHED_MESSAGE } from './runner.ts';
+export { CRASHED_AGAIN_MESSAGE, CRASHED_MESSAGE } from './runner.ts';
 
 export interface ServerOptions {
   /** Default 8188; 0 picks a free port (returned). */
@@ -48,6 +55,12 @@ export interface ServerOptions {
   jsonLimitBytes?: number;
   maxUploadBytes?: number;
   historyLimit?: number;
+  /**
+   * A prompt that was running when the process died (kill -9, power loss) is queued again first,
+   * once; if the server dies under it again it is marked failed. Default true; false marks it
+   * failed at once.
+   */
+  requeueCrashed?: boolean;
   ws?: HubOptions;
   /** Where server messages go; default stderr. */
   log?: (message: string) => void;
@@ -58,9 +71,6 @@ export interface RunningServer {
   port: number;
   close(): Promise<void>;
 }
-
-const API_PATH =
-  /^\/(api|prompt|queue|history|view|object_info|interrupt|upload|system_stats|embeddings|extensions|models|free|workflows|ws)(\/|$)/;
 
 const NO_CLIENT_PAGE = `<!doctype html><html><head><meta charset="utf-8"><title>rdflow</title></head>
 <body style="font-family: sans-serif; max-width: 40em; margin: 3em auto">
@@ -123,10 +133,15 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     temp: path.resolve(opts.tempDir ?? path.join(path.dirname(output), 'temp')),
     models: path.resolve(opts.modelsDir ?? 'models'),
   };
-  for (const dir of [paths.output, paths.input, paths.temp]) fs.mkdirSync(dir, { recursive: true });
+  // Not mkdirSync({recursive}): it never returns for a folder under /proc (Node 20).
+  for (const dir of [paths.output, paths.input, paths.temp]) makeDirs(dir);
   const dataDir = path.resolve(opts.dataDir ?? path.join(path.dirname(output), '.rdflow'));
 
-  const nodes = opts.nodes ?? (await defaultNodes());
+  // A prompt over HTTP comes from whoever can reach the server: its LoadVideoModel takes model
+  // names from the models folder only (the CLI's accepts any path the user types).
+  const nodes = (opts.nodes ?? (await defaultNodes())).map((n) =>
+    n === (loadVideoModelNode as AnyNodeDef) ? (loadVideoModelNodeForServer as AnyNodeDef) : n,
+  );
   const engine = createEngine({
     nodes,
     paths,
@@ -135,6 +150,11 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     limits: engineLimits({ ...defaultLimits, ...opts.limits }),
   });
   const store = openStore(dataDir, { historyLimit: opts.historyLimit });
+  // Under the data dir's lock, before anything runs: what a killed predecessor left is stale.
+  const swept = sweepLeftovers(paths);
+  if (swept.files > 0) {
+    log(`removed ${swept.files} temporary file(s) (${swept.bytes} bytes) left by a stopped run`);
+  }
   const hub = createHub(opts.ws);
 
   const queueRemaining = () => store.queue.remaining();
@@ -150,11 +170,16 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     hub,
     onQueueChange: queueChanged,
     log,
+    requeueCrashed: opts.requeueCrashed,
   });
 
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  // Routing matches exactly what the access check sees: `/Queue` is not `/queue` (it was, and
+  // slipped past a case-sensitive check), `/queue/` is not `/queue`.
+  app.set('case sensitive routing', true);
+  app.set('strict routing', true);
 
   app.use((req: Request, res: Response, next: NextFunction) => {
     const decision = checkAccess(policy, {
@@ -165,9 +190,9 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
       url: req.originalUrl,
     });
     if (!decision.ok) {
-      // The editor's static files are public; only the API needs the token.
-      const staticGet = decision.status === 401 && req.method === 'GET' && !API_PATH.test(req.path);
-      if (!staticGet) {
+      // The token is checked before any routing; only the editor's page and assets are public.
+      const open = decision.status === 401 && isPublicPath(req.method, req.path);
+      if (!open) {
         res.status(decision.status).json(errorBody('forbidden', decision.message));
         return;
       }
@@ -190,7 +215,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     queueChanged,
     // Sessions live in the process-wide runtime; its worker starts only when a model loads.
     releaseModels: () => getRuntime().release(),
-    listModels: () => listModelFolders(paths.models),
+    listModels: () => confinedModelNames(paths.models),
     workflowsDir: path.resolve(opts.workflowsDir ?? defaultWorkflowsDir),
     version: readVersion(),
   });

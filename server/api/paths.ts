@@ -86,3 +86,17 @@ export async function assertWritableInside(root: string, dir: string): Promise<v
     }
   }
 }
+
+/**
+ * Whether `subfolder/filename` names something that is not a finished file: any hidden segment
+ * (every temporary name rdflow writes is hidden: `.name.tmp-<pid>-<tag>.mp4` from the video
+ * writers, `.upload-<pid>-<uuid>.partial` from uploads, `.name.tmp-<pid>.npy`), anything with a
+ * `.tmp-` or `.partial` marker, and the engine's spill-cache folders (`rdflow-spill-*` in temp).
+ */
+export function temporaryName(subfolder: string, filename: string): boolean {
+  const segments = [...subfolder.split('/'), filename].filter((s) => s !== '');
+  return segments.some(
+    (s) =>
+      s.startsWith('.') || s.includes('.tmp-') || s.endsWith('.partial') || s.startsWith('rdflow-spill-'),
+  );
+}

@@ -12,6 +12,8 @@ export interface QueueItem {
   extraData: Record<string, unknown>;
   /** Output node ids to execute. */
   outputs: string[];
+  /** How many times the server died while this prompt ran and it was queued again (absent: 0). */
+  restarts?: number;
 }
 
 export type QueueTuple = [number, string, ApiPrompt, Record<string, unknown>, string[]];
@@ -41,6 +43,12 @@ export interface PromptQueue {
   delete(promptIds: readonly string[]): Promise<string[]>;
   /** Removes every pending prompt. */
   clear(): Promise<void>;
+  /**
+   * Puts the running prompt `item.promptId` back in pending under `item.number` (so it runs next when
+   * that is its old number), replacing the running mark in the same transaction: a crash in
+   * between can neither lose it nor queue it twice.
+   */
+  requeue(item: QueueItem): Promise<void>;
   /** The running prompt is done (its history is written first); clears the running mark. */
   complete(promptId: string): Promise<void>;
   /** Whether a prompt id is pending or running (prompt ids are unique). */

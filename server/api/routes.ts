@@ -2,13 +2,13 @@
 import crypto from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import express, { type Request, type Router } from 'express';
+import express, { type NextFunction, type Request, type Response, type Router } from 'express';
 import type { AnyNodeDef, NodePaths } from '../engine/define.ts';
 import type { ApiPrompt, Engine } from '../engine/types.ts';
 import { isCanvasWorkflow, toApiPrompt } from '../engine/index.ts';
 import { errorBody, HttpError } from './errors.ts';
 import { checkLimits, type Limits } from './limits.ts';
-import { PathError, resolveExisting } from './paths.ts';
+import { PathError, resolveExisting, temporaryName } from './paths.ts';
 import { toTuple, type HistoryEntry, type HistoryStore, type PromptQueue } from './queue.ts';
 import type { Runner } from './runner.ts';
 import { handleUpload, UploadError } from './upload.ts';
@@ -49,13 +49,54 @@ function bodyObject(req: Request): Json {
   return b;
 }
 
+/**
+ * Longest prompt id a request may name. Ids the server makes are UUIDs and client ids are at most
+ * 128 characters (PROMPT_ID), so nothing longer can exist; refusing it up front also keeps it away
+ * from LMDB, whose keys end at 1978 bytes (a longer one threw and answered 500).
+ */
+export const MAX_ID_BYTES = 256;
+
+function checkId(id: string, field: string): string {
+  if (Buffer.byteLength(id) > MAX_ID_BYTES) {
+    throw new HttpError(400, 'invalid_request', `${field}: a prompt id is at most ${MAX_ID_BYTES} bytes.`);
+  }
+  return id;
+}
+
 function stringIds(v: unknown, field: string): string[] {
   if (v === undefined) return [];
   if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
     throw new HttpError(400, 'invalid_request', `${field} must be a list of prompt ids.`);
   }
-  return v as string[];
+  return (v as string[]).map((id) => checkId(id, field));
 }
+
+/** Deepest JSON nesting a body may have; real workflows stay under 10. */
+export const MAX_JSON_DEPTH = 100;
+
+/**
+ * Whether `value` nests deeper than `max` (iterative: a recursive walk would overflow the stack on
+ * exactly the bodies it exists to refuse, as building an error message around one did).
+ */
+export function nestsDeeperThan(value: unknown, max: number): boolean {
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth >= max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
+
+/**
+ * Node ids that name properties every JS object has: an engine indexing plain objects by node id
+ * would find a function there (`constructor`) or set a prototype (`__proto__`). ComfyUI has no use
+ * for them; they are refused as a validation error before the engine sees the prompt.
+ */
+const RESERVED_IDS = new Set([...Object.getOwnPropertyNames(Object.prototype), 'prototype']);
 
 function queryString(req: Request, name: string, fallback: string): string {
   const v = req.query[name];
@@ -67,10 +108,20 @@ function queryString(req: Request, name: string, fallback: string): string {
 const PROMPT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
 export function createApiRouter(ctx: ApiContext): Router {
-  const r = express.Router();
+  // Case-sensitive and strict, as the access check in index.ts compares paths.
+  const r = express.Router({ caseSensitive: true, strict: true });
   // ComfyUI's own examples POST JSON without a JSON content type (urllib's form default), so the
   // body is parsed as JSON whatever the Content-Type says.
-  const json = express.json({ limit: ctx.jsonLimitBytes, strict: false, type: () => true });
+  const parse = express.json({ limit: ctx.jsonLimitBytes, strict: false, type: () => true });
+  const json = (req: Request, res: Response, next: NextFunction) => {
+    void parse(req, res, (err?: unknown) => {
+      if (err !== undefined) next(err);
+      else if (nestsDeeperThan(req.body, MAX_JSON_DEPTH)) {
+        const message = `The request body nests deeper than ${MAX_JSON_DEPTH} levels.`;
+        next(new HttpError(400, 'invalid_request', message));
+      } else next();
+    });
+  };
 
   const remaining = async () => ({ exec_info: { queue_remaining: await ctx.queue.remaining() } });
 
@@ -91,6 +142,14 @@ export function createApiRouter(ctx: ApiContext): Router {
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
         res.status(400).json(errorBody('invalid_prompt', `Invalid workflow: ${message}`, message));
+        return;
+      }
+    }
+    if (isObject(prompt)) {
+      const reserved = Object.keys(prompt).find((id) => RESERVED_IDS.has(id));
+      if (reserved !== undefined) {
+        const message = `node id "${reserved}" is reserved (a property of every object); use another id`;
+        res.status(400).json(errorBody('invalid_prompt', `Invalid prompt: ${message}`, message));
         return;
       }
     }
@@ -180,6 +239,7 @@ export function createApiRouter(ctx: ApiContext): Router {
     if (id !== undefined && typeof id !== 'string') {
       throw new HttpError(400, 'invalid_request', 'prompt_id must be a string.');
     }
+    if (id !== undefined) checkId(id, 'prompt_id');
     if (id === undefined) {
       ctx.runner.interrupt();
     } else if (!ctx.runner.interrupt(id)) {
@@ -203,7 +263,7 @@ export function createApiRouter(ctx: ApiContext): Router {
   });
 
   r.get('/history/:promptId', async (req, res) => {
-    const id = String(req.params.promptId);
+    const id = checkId(String(req.params.promptId), 'prompt id');
     const entry = await ctx.history.get(id);
     res.json(entry ? { [id]: entry } : {});
   });
@@ -223,6 +283,10 @@ export function createApiRouter(ctx: ApiContext): Router {
     }
     const filename = queryString(req, 'filename', '');
     const subfolder = queryString(req, 'subfolder', '');
+    // A file being written (video temp, upload in flight) or the engine's spill cache is not output.
+    if (temporaryName(subfolder, filename)) {
+      throw new HttpError(403, 'invalid_path', 'Hidden and temporary files are not served.');
+    }
     let file: string;
     try {
       file = await resolveExisting(ctx.paths[type], subfolder, filename);
@@ -255,14 +319,18 @@ export function createApiRouter(ctx: ApiContext): Router {
   r.get('/system_stats', (_req, res) => {
     const total = os.totalmem();
     const free = os.freemem();
+    // ComfyUI's fields that clients read, filled truthfully. Never the command line (ComfyUI sends
+    // argv; ours would carry --auth-token) nor anything else from the environment.
     res.json({
       system: {
         os: process.platform,
         ram_total: total,
         ram_free: free,
+        comfyui_version: ctx.version,
         rdflow_version: ctx.version,
+        python_version: `node ${process.version}`,
         node_version: process.version,
-        argv: process.argv,
+        embedded_python: false,
         cpu_count: os.cpus().length,
       },
       // Inference runs on the CPU build of onnxruntime: the one device is the CPU and its RAM.

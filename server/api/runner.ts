@@ -22,6 +22,11 @@ export interface RunnerDeps {
   /** Called whenever pending/running changes (the server broadcasts `status`). */
   onQueueChange(): void;
   log(message: string): void;
+  /**
+   * A prompt that was running when the process died is queued again, first in line, once
+   * (default true); when it was already re-queued once, or this is false, it is marked failed.
+   */
+  requeueCrashed?: boolean;
 }
 
 export interface Runner {
@@ -40,9 +45,20 @@ export interface Runner {
   stop(): Promise<void>;
 }
 
-/** What restart does with a prompt that was running when the process died: it is not re-run. */
+/** How often a prompt that was running when the process died is queued again before it fails. */
+export const MAX_RESTARTS = 1;
+
+/** History message of a crashed prompt that is not run again because re-queueing is off. */
 export const CRASHED_MESSAGE =
   'The server stopped while this prompt was running; it was not run again (queue it again to retry).';
+
+/**
+ * History message of a prompt during which the server died twice: it may be what kills the
+ * server, so it is not run a third time (no crash loop).
+ */
+export const CRASHED_AGAIN_MESSAGE =
+  'The server stopped while this prompt was running, again after it had been queued again; ' +
+  'it was not run a third time (it may be what stops the server). Queue it again to retry.';
 
 export function clientIdOf(item: QueueItem): string | null {
   const id = item.extraData.client_id;
@@ -80,13 +96,24 @@ export function createRunner(deps: RunnerDeps): Runner {
   async function settleCrashed(): Promise<void> {
     const crashed = await queue.running();
     if (!crashed) return;
+    const restarts = crashed.restarts ?? 0;
+    if ((deps.requeueCrashed ?? true) && restarts < MAX_RESTARTS) {
+      // Keeps its number, so it runs before everything queued after it.
+      await queue.requeue({ ...crashed, restarts: restarts + 1 });
+      deps.log(
+        `prompt ${crashed.promptId} was running when the server stopped; queued again first ` +
+          `(restart ${restarts + 1} of ${MAX_RESTARTS})`,
+      );
+      return;
+    }
+    const message = restarts > 0 ? CRASHED_AGAIN_MESSAGE : CRASHED_MESSAGE;
     if (!(await history.get(crashed.promptId))) {
       const data = {
         prompt_id: crashed.promptId,
         node_id: null,
         node_type: null,
         executed: [],
-        exception_message: CRASHED_MESSAGE,
+        exception_message: message,
         exception_type: 'ServerRestart',
         traceback: [],
         current_inputs: {},
@@ -185,8 +212,7 @@ export function createRunner(deps: RunnerDeps): Runner {
     if (stopped && result.status === 'interrupted') {
       // A graceful stop (close(), SIGINT/SIGTERM) puts the prompt back first in line, to run
       // again after the restart; only a crash marks a running prompt failed.
-      await queue.enqueue({ ...item, number: item.number });
-      await queue.complete(promptId);
+      await queue.requeue(item);
       return;
     }
     const success = result.status === 'success';

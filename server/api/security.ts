@@ -138,3 +138,18 @@ export function checkAccess(
   const viaQuery = headers.url !== undefined && new URL(headers.url, 'http://x').searchParams.has('token');
   return { ok: true, setCookie: viaQuery };
 }
+
+/**
+ * The only requests served without the token when one is configured: GET/HEAD of the editor's
+ * page and its bundled assets (`/`, `/index.html`, `/assets/...`), which hold no data and no
+ * secret (they are the repository's own client code). Everything else — every API path, at any
+ * letter case, and any path nobody routes — is checked before routing. Compared case-sensitively
+ * on the raw path, so `/Assets/../queue` or `/assets/%2e%2e/queue` are not public.
+ */
+export function isPublicPath(method: string, rawPath: string): boolean {
+  if (method !== 'GET' && method !== 'HEAD') return false;
+  if (rawPath === '/' || rawPath === '/index.html') return true;
+  if (!rawPath.startsWith('/assets/')) return false;
+  if (rawPath.includes('\\') || /%2e|%2f|%5c|%00/i.test(rawPath)) return false;
+  return !rawPath.split('/').some((seg) => seg === '..' || seg === '.');
+}

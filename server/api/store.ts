@@ -28,6 +28,15 @@ export interface StoreOptions {
   historyLimit?: number;
 }
 
+/**
+ * LMDB keys end at 1978 bytes and a longer one throws. The routes refuse long ids with a 400; here
+ * an id that could never have been stored is simply absent, whoever calls.
+ */
+const MAX_KEY_BYTES = 1024;
+function keyFits(id: string): boolean {
+  return Buffer.byteLength(id) <= MAX_KEY_BYTES;
+}
+
 /** Data dirs this process has open (a lock file cannot tell two servers of one process apart). */
 const heldHere = new Set<string>();
 
@@ -127,7 +136,7 @@ export function openStore(dataDir: string, opts: StoreOptions = {}): Store {
     async delete(ids) {
       return root.transactionSync(() => {
         const removed: string[] = [];
-        for (const id of ids) {
+        for (const id of ids.filter(keyFits)) {
           const key = pendingIndex.get(id);
           if (!key) continue;
           pending.removeSync(key);
@@ -143,12 +152,23 @@ export function openStore(dataDir: string, opts: StoreOptions = {}): Store {
         pendingIndex.clearSync();
       });
     },
+    async requeue(item) {
+      root.transactionSync(() => {
+        const c = counters();
+        const key: PendingKey = [item.number, c.seq];
+        meta.putSync('counters', { ...c, seq: c.seq + 1 });
+        pending.putSync(key, item);
+        pendingIndex.putSync(item.promptId, key);
+        if (running.get('current')?.promptId === item.promptId) running.removeSync('current');
+      });
+    },
     async complete(promptId) {
       root.transactionSync(() => {
         if (running.get('current')?.promptId === promptId) running.removeSync('current');
       });
     },
     async has(promptId) {
+      if (!keyFits(promptId)) return false;
       return pendingIndex.get(promptId) !== undefined || running.get('current')?.promptId === promptId;
     },
   };
@@ -172,6 +192,7 @@ export function openStore(dataDir: string, opts: StoreOptions = {}): Store {
       });
     },
     async get(promptId) {
+      if (!keyFits(promptId)) return undefined;
       const seq = historyIndex.get(promptId);
       return seq === undefined ? undefined : history.get(seq)?.entry;
     },
@@ -184,7 +205,7 @@ export function openStore(dataDir: string, opts: StoreOptions = {}): Store {
     },
     async delete(ids) {
       root.transactionSync(() => {
-        for (const id of ids) {
+        for (const id of ids.filter(keyFits)) {
           const seq = historyIndex.get(id);
           if (seq === undefined) continue;
           history.removeSync(seq);

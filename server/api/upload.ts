@@ -25,6 +25,25 @@ export class UploadError extends Error {
   }
 }
 
+/** Longest file or folder name most filesystems take (ext4, APFS, NTFS: 255 bytes or units). */
+export const MAX_NAME_BYTES = 255;
+
+/**
+ * Why an uploaded file name is refused, or undefined. Names are kept as sent, in any script
+ * ("vidéo 東京.png"), or refused; never silently rewritten, so the name the client gets back is
+ * the one it sent. Refused: empty, over 255 UTF-8 bytes, a path separator (/ or \), a control
+ * character (U+0000–U+001F, U+007F), a leading "." (hidden; /view does not serve hidden files).
+ */
+export function badUploadName(name: string): string | undefined {
+  if (name === '') return 'the file name is empty';
+  if (Buffer.byteLength(name) > MAX_NAME_BYTES) return `the file name is longer than ${MAX_NAME_BYTES} bytes`;
+  if (name.includes('/') || name.includes('\\')) return 'the file name contains a path separator';
+  // eslint-disable-next-line no-control-regex -- refusing control characters is the point
+  if (/[\x00-\x1f\x7f]/.test(name)) return 'the file name contains a control character';
+  if (name.startsWith('.')) return 'the file name starts with "." (hidden files are not served)';
+  return undefined;
+}
+
 /** "name.png" → "name (1).png", "name (2).png", ... (ComfyUI's rename when not overwriting). */
 function numbered(name: string, n: number): string {
   const ext = path.extname(name);
@@ -46,6 +65,8 @@ export async function handleUpload(
     bb = busboy({
       headers: req.headers,
       preservePath: true,
+      // Browsers and fetch send UTF-8 file names; busboy's default (latin1) turned "é" into "Ã©".
+      defParamCharset: 'utf8',
       limits: { fileSize: maxBytes, files: 1, fields: 20, parts: 30 },
     });
   } catch {
@@ -64,7 +85,8 @@ export async function handleUpload(
       return;
     }
     originalName = info.filename;
-    tempFile = path.join(stagingRoot, `.upload-${crypto.randomUUID()}.partial`);
+    // The pid lets the next server start tell a stale partial upload (process gone) from a live one.
+    tempFile = path.join(stagingRoot, `.upload-${process.pid}-${crypto.randomUUID()}.partial`);
     stream.on('limit', () => {
       truncated = true;
     });
@@ -87,7 +109,12 @@ export async function handleUpload(
   if (type !== 'input' && type !== 'output' && type !== 'temp') {
     return fail(400, `type must be input, output or temp, not ${JSON.stringify(type)}.`);
   }
+  const badName = badUploadName(originalName);
+  if (badName) return fail(400, `Upload refused: ${badName}.`);
   const subfolder = fields.subfolder ?? '';
+  if (subfolder.split('/').some((seg) => Buffer.byteLength(seg) > MAX_NAME_BYTES)) {
+    return fail(400, `Upload refused: a subfolder name is longer than ${MAX_NAME_BYTES} bytes.`);
+  }
   const overwrite = fields.overwrite === 'true' || fields.overwrite === '1';
   const root = path.resolve(roots[type]);
   try {
@@ -100,6 +127,9 @@ export async function handleUpload(
       for (let n = 1; fs.existsSync(target); n++) {
         name = numbered(originalName, n);
         target = resolveNew(root, subfolder, name);
+      }
+      if (Buffer.byteLength(name) > MAX_NAME_BYTES) {
+        return fail(400, `Upload refused: ${name} would be longer than ${MAX_NAME_BYTES} bytes.`);
       }
     }
     const existing = await fs.promises.lstat(target).catch(() => undefined);
@@ -114,6 +144,12 @@ export async function handleUpload(
   } catch (err) {
     if (err instanceof PathError) return fail(err.status, err.message);
     if (err instanceof UploadError) throw err;
+    // The client's name or folder is what the filesystem refused: that is a 4xx, not our failure.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENAMETOOLONG') return fail(400, 'Upload refused: the path is too long.');
+    if (code === 'ENOTDIR' || code === 'EEXIST' || code === 'EISDIR') {
+      return fail(409, 'Upload refused: a file is in the way of the subfolder or name.');
+    }
     return fail(500, 'Could not store the upload.');
   }
 }

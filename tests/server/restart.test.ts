@@ -1,7 +1,8 @@
 // Nothing lost: the server process is killed with SIGKILL while a prompt runs and others wait;
 // after a restart on the same data dir every pending prompt runs, and the one that was running is
-// in history as failed with a message saying so (it is not re-run: a prompt that crashed the
-// process would otherwise crash it again on every start).
+// queued again first, once (by default), or in history as failed with a message saying so
+// (`requeueCrashed: false`). A prompt under which the server dies twice is not run a third time
+// (tests/security/reliability.test.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,10 +18,10 @@ afterEach(() => {
   for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
 });
 
-function spawnServer(root: string): Promise<{ child: ChildProcess; url: string }> {
+function spawnServer(root: string, ...flags: string[]): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', path.join('tests', 'server', 'fixtures', 'serve.ts'), root],
+    ['--import', 'tsx', path.join('tests', 'server', 'fixtures', 'serve.ts'), root, ...flags],
     {
       cwd: repoRoot,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -45,46 +46,60 @@ type History = Record<
   { status: { status_str: string; messages: [string, { exception_message?: string }][] } }
 >;
 
-describe('kill -9 mid-queue', () => {
-  it('restarts with every pending prompt run and the running one marked failed', async () => {
-    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-restart-'));
-    const first = await spawnServer(root);
-    const ids: string[] = [];
-    for (let i = 0; i < 6; i++) {
-      const res = await request(`${first.url}/prompt`, {
-        body: { prompt: slowPrompt(i, { steps: 20, delayMs: 25, prefix: `r${i}` }) },
-      });
-      expect(res.status).toBe(200);
-      ids.push((res.body as { prompt_id: string }).prompt_id);
-    }
-    const running = await until(async () => {
-      const q = (await request(`${first.url}/queue`)).body as { queue_running: [number, string][] };
-      return q.queue_running[0]?.[1];
+async function killMidQueue(...flags: string[]) {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-restart-'));
+  const first = await spawnServer(root, ...flags);
+  const ids: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    const res = await request(`${first.url}/prompt`, {
+      body: { prompt: slowPrompt(i, { steps: 20, delayMs: 25, prefix: `r${i}` }) },
     });
-    expect(running).toBe(ids[0]);
-    const exited = new Promise((r) => first.child.once('exit', r));
-    first.child.kill('SIGKILL');
-    await exited;
+    expect(res.status).toBe(200);
+    ids.push((res.body as { prompt_id: string }).prompt_id);
+  }
+  const running = await until(async () => {
+    const q = (await request(`${first.url}/queue`)).body as { queue_running: [number, string][] };
+    return q.queue_running[0]?.[1];
+  });
+  expect(running).toBe(ids[0]);
+  const exited = new Promise((r) => first.child.once('exit', r));
+  first.child.kill('SIGKILL');
+  await exited;
 
-    const second = await spawnServer(root);
-    const history = await until(async () => {
-      const h = (await request(`${second.url}/history`)).body as History;
-      return ids.every((id) => h[id]) ? h : undefined;
-    }, 30_000);
+  const second = await spawnServer(root, ...flags);
+  const history = await until(async () => {
+    const h = (await request(`${second.url}/history`)).body as History;
+    return ids.every((id) => h[id]) ? h : undefined;
+  }, 30_000);
+  for (const id of ids.slice(1)) expect(history[id].status.status_str).toBe('success');
+  for (let i = 1; i < 6; i++)
+    expect(fs.readFileSync(path.join(root, 'output', `r${i}.txt`), 'utf8').trim()).toBe(String(i));
+  const q = (await request(`${second.url}/queue`)).body as {
+    queue_running: unknown[];
+    queue_pending: unknown[];
+  };
+  expect(q).toEqual({ queue_running: [], queue_pending: [] });
+  // Numbers keep growing across restarts, so new prompts sort after old ones.
+  const next = await request(`${second.url}/prompt`, { body: { prompt: slowPrompt(99, { steps: 1 }) } });
+  expect((next.body as { number: number }).number).toBeGreaterThanOrEqual(6);
+  second.child.kill('SIGTERM');
+  return { root, ids, history };
+}
+
+describe('kill -9 mid-queue', () => {
+  it('restarts with the running prompt queued again first, then every pending prompt run', async () => {
+    const { root, ids, history } = await killMidQueue();
+    expect(history[ids[0]].status.status_str).toBe('success');
+    expect(fs.readFileSync(path.join(root, 'output', 'r0.txt'), 'utf8').trim()).toBe('0');
+    // It ran first after the restart: history lists it before the others.
+    expect(Object.keys(history).slice(0, 6)).toEqual(ids);
+  }, 60_000);
+
+  it('with re-queueing off, marks the running prompt failed and runs every pending one', async () => {
+    const { root, ids, history } = await killMidQueue('--no-requeue');
     expect(history[ids[0]].status.status_str).toBe('error');
     expect(history[ids[0]].status.messages[0][1].exception_message).toBe(CRASHED_MESSAGE);
-    for (const id of ids.slice(1)) expect(history[id].status.status_str).toBe('success');
-    for (let i = 1; i < 6; i++)
-      expect(fs.readFileSync(path.join(root, 'output', `r${i}.txt`), 'utf8').trim()).toBe(String(i));
-    const q = (await request(`${second.url}/queue`)).body as {
-      queue_running: unknown[];
-      queue_pending: unknown[];
-    };
-    expect(q).toEqual({ queue_running: [], queue_pending: [] });
-    // Numbers keep growing across restarts, so new prompts sort after old ones.
-    const next = await request(`${second.url}/prompt`, { body: { prompt: slowPrompt(99, { steps: 1 }) } });
-    expect((next.body as { number: number }).number).toBeGreaterThanOrEqual(6);
-    second.child.kill('SIGTERM');
+    expect(fs.existsSync(path.join(root, 'output', 'r0.txt'))).toBe(false);
   }, 60_000);
 });
 

@@ -1,7 +1,7 @@
 // Output file names the way ComfyUI's save nodes pick them: a user `filename_prefix` (which may name
 // a subfolder, "videos/clip") resolved inside the output folder, plus the next free 5-digit counter:
 // clip_00001.mp4, clip_00002.mp4, ...
-import { mkdirSync, readdirSync, realpathSync, rmSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { leftByDeadProcess } from '../process.ts';
 
@@ -49,7 +49,113 @@ export function checkFilenamePrefix(prefix: string): string[] {
 }
 
 /**
- * Resolves `prefix` under `outputDir` (creating its subfolder) and picks the next free counter for
+ * `mkdir -p` that fails instead of spinning: Node 20's `mkdirSync(dir, { recursive: true })` loops
+ * forever when mkdir answers ENOENT under a folder that exists (/proc/x), so `rdflow run --out
+ * /proc/x` hung. Creates each missing component in turn; throws the filesystem's error
+ * (ENOENT, EACCES, ENOTDIR, EROFS...) for the first one that cannot be made.
+ */
+export function makeDirs(dir: string): void {
+  const abs = path.resolve(dir);
+  const missing: string[] = [];
+  let cur = abs;
+  for (;;) {
+    const st = lstatSync(cur, { throwIfNoEntry: false });
+    if (st !== undefined) {
+      if (!st.isDirectory() && !(st.isSymbolicLink() && isDirFollowing(cur))) {
+        throw Object.assign(new Error(`ENOTDIR: not a directory, mkdir '${cur}'`), { code: 'ENOTDIR' });
+      }
+      break;
+    }
+    const parent = path.dirname(cur);
+    missing.push(cur);
+    if (parent === cur) break;
+    cur = parent;
+  }
+  for (const d of missing.reverse()) {
+    try {
+      mkdirSync(d);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+  }
+}
+
+function isDirFollowing(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function escapeError(prefix: string): OutputPathError {
+  return new OutputPathError(`filename_prefix "${prefix}" resolves outside the output folder (symlink)`);
+}
+
+/**
+ * Creates `root/folders...` one component at a time without ever creating anything outside
+ * `root`: each existing component is looked at with lstat, and one that is a link must resolve
+ * inside root's real path (a plain `mkdir -p` would follow a planted link and create the rest of
+ * the folders wherever it points). Returns the real path of the last folder.
+ */
+function makeFoldersInside(root: string, folders: readonly string[], prefix: string): string {
+  makeDirs(root);
+  const realRoot = realpathSync(root);
+  let cur = realRoot;
+  for (const name of folders) {
+    const next = path.join(cur, name);
+    let st = lstatSync(next, { throwIfNoEntry: false });
+    if (st === undefined) {
+      try {
+        // Not recursive: `cur` is a real folder inside root, so this creates exactly `next`.
+        mkdirSync(next);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      st = lstatSync(next);
+    }
+    if (st.isSymbolicLink()) {
+      let real: string;
+      try {
+        real = realpathSync(next);
+      } catch {
+        throw escapeError(prefix);
+      }
+      if (!inside(realRoot, real)) throw escapeError(prefix);
+      cur = real;
+    } else if (st.isDirectory()) {
+      cur = next;
+    } else {
+      throw new OutputPathError(`filename_prefix "${prefix}": "${name}" is a file, not a folder`);
+    }
+  }
+  // Whatever changed meanwhile: the folder written into must still resolve inside root.
+  if (!inside(realRoot, realpathSync(cur))) throw escapeError(prefix);
+  return cur;
+}
+
+/**
+ * Throws OutputPathError unless `file`'s folder still resolves (links followed) inside the real
+ * output folder: writers call it right before renaming a finished temp file into place, since a
+ * subfolder may have been swapped for a link while they wrote.
+ */
+export function assertStillInside(outputDir: string, file: string): void {
+  let realRoot: string;
+  let realDir: string;
+  try {
+    realRoot = realpathSync(outputDir);
+    realDir = realpathSync(path.dirname(file));
+  } catch {
+    throw new OutputPathError(`the output subfolder of ${path.basename(file)} is gone`);
+  }
+  if (!inside(realRoot, realDir)) {
+    throw new OutputPathError(`the folder of ${path.basename(file)} now resolves outside the output folder`);
+  }
+}
+
+/**
+ * Resolves `prefix` under `outputDir` (creating its subfolders, never through a link that leads
+ * out) and picks the next free counter for
  * extension `ext`: one more than the highest counter of existing `name_NNNNN.ext` files, counting
  * files still being written under their temporary names, so parallel runs do not collide. Temp
  * files of processes that no longer exist (killed mid-write) are deleted on the way.
@@ -64,21 +170,17 @@ export function resolveOutputPath(outputDir: string, prefix: string, ext: string
   const dir = path.resolve(root, ...parts.slice(0, -1));
   if (!inside(root, dir))
     throw new OutputPathError(`filename_prefix "${prefix}" lies outside the output folder`);
-  mkdirSync(dir, { recursive: true });
-  // A symlinked subfolder must not lead out of the output folder either.
-  if (!inside(realpathSync(root), realpathSync(dir))) {
-    throw new OutputPathError(`filename_prefix "${prefix}" resolves outside the output folder (symlink)`);
-  }
+  const realDir = makeFoldersInside(root, parts.slice(0, -1), prefix);
   const re = new RegExp(
     `^\\.?${escapeRegExp(base)}_(\\d{5,})(?:\\.tmp-(\\d+)-[^.]*)?\\.${escapeRegExp(cleanExt)}$`,
   );
   let max = 0;
-  for (const name of readdirSync(dir)) {
+  for (const name of readdirSync(realDir)) {
     const m = re.exec(name);
     if (!m) continue;
     if (m[2] !== undefined && leftByDeadProcess(Number(m[2]))) {
       // Left by a writer whose process was killed before it could clean up: no one will finish it.
-      rmSync(path.join(dir, name), { force: true });
+      rmSync(path.join(realDir, name), { force: true });
       continue;
     }
     max = Math.max(max, Number(m[1]));
