@@ -9,7 +9,15 @@ import type { Tensor } from './lib/tensor-type.ts';
 import type { DsgRecord } from './lib/vidrd.ts';
 import { MAX_SEED } from './noise-init.ts';
 import { requireTensor } from './checks.ts';
-import { modelFitIssues, referenceFrameIssues, sameShape, shapeOf, unetSampleShape } from './limits.ts';
+import {
+  familyLimitIssues,
+  modelFitIssues,
+  referenceFrameIssues,
+  sameShape,
+  shapeOf,
+  unetLimits,
+  unetSampleShape,
+} from './limits.ts';
 
 /** Checks `steps` against the scheduler before any model call, naming the input. */
 function checkSteps(scheduler: DdimConfig, steps: number): void {
@@ -74,7 +82,11 @@ export const ddimSamplerNode = defineNode({
     const issues = referenceFrameIssues(noise, reference_frames);
     const shape = shapeOf(noise);
     const sample = unetSampleShape(unet);
-    if (shape?.length === 5 && sample?.length === 5) issues.push(...modelFitIssues('noise', shape, sample));
+    if (shape?.length === 5 && sample?.length === 5) {
+      const family = familyLimitIssues('noise', shape, unetLimits(unet));
+      // Family limits say it in the model's terms; the ONNX dims are the fallback for other exports.
+      issues.push(...(family.length > 0 ? family : modelFitIssues('noise', shape, sample)));
+    }
     return issues;
   },
   infer: ({ noise }) => [sameShape(noise), undefined],

@@ -7,6 +7,8 @@ import type { Cost, ValidationIssue } from '../server/engine/define.ts';
 import { checkUNet } from '../server/runtime/io.ts';
 import { readOnnxHeader } from '../server/runtime/onnx/header.ts';
 import { LAYOUT } from '../server/runtime/folder.ts';
+import { readModelInfo } from '../server/runtime/families/info.ts';
+import type { ModelLimits } from '../server/runtime/families/types.ts';
 
 /** The shape of a tensor or of its stand-in, when known. */
 export function shapeOf(v: unknown): readonly number[] | undefined {
@@ -48,9 +50,19 @@ export function clipCosts(
   ];
 }
 
-/** What validation knows of a UNet before loading it: its "sample" input's dims (names where dynamic). */
+/**
+ * What validation knows of a UNet before loading it: its "sample" input's dims (names where
+ * dynamic) and its model family's limits (frames, size multiples, latent channels).
+ */
 export interface UNetStandIn {
   sampleShape: readonly (number | string)[];
+  family?: string;
+  limits?: ModelLimits;
+}
+
+export function unetLimits(v: unknown): { family?: string; limits?: ModelLimits } {
+  const s = v as Partial<UNetStandIn> | null | undefined;
+  return { family: s?.family, limits: s?.limits };
 }
 
 export function unetSampleShape(v: unknown): readonly (number | string)[] | undefined {
@@ -72,7 +84,7 @@ export async function unetStandIn(dir: string): Promise<UNetStandIn | undefined>
   const hit = headers.get(file);
   if (hit?.stamp === stamp) return hit.standIn;
   const checked = checkUNet(await readOnnxHeader(file));
-  const standIn = checked.ok ? { sampleShape: checked.io.sampleShape } : undefined;
+  const standIn = checked.ok ? { sampleShape: checked.io.sampleShape, ...readModelInfo(dir) } : undefined;
   headers.set(file, { stamp, standIn });
   return standIn;
 }
@@ -105,6 +117,52 @@ export function modelFitIssues(
     issues.push({
       input,
       message: `the model takes ${want} pixels (its UNet's "sample" input is fixed at [${sample.join(', ')}]), but the clip is ${latent[4] * SCALE} × ${latent[3] * SCALE}`,
+    });
+  }
+  return issues;
+}
+
+/**
+ * Where a latent [B,C,F,h,w] is outside what the model's family can generate: latent channels,
+ * frames per clip, and width/height in pixels (latent × 8) as multiples or a fixed size. The
+ * messages name the allowed values.
+ */
+export function familyLimitIssues(
+  input: string,
+  latent: readonly number[],
+  model: { family?: string; limits?: ModelLimits },
+): ValidationIssue[] {
+  const l = model.limits;
+  if (l === undefined) return [];
+  const who = `the ${model.family ?? ''} model`.replace('  ', ' ');
+  const issues: ValidationIssue[] = [];
+  if (latent[1] !== l.latentChannels) {
+    issues.push({
+      input,
+      message: `${who} takes ${l.latentChannels} latent channels, but the noise has ${latent[1]}`,
+    });
+  }
+  const frames = latent[2];
+  if (frames < l.frames.min || (l.frames.max !== undefined && frames > l.frames.max)) {
+    const allowed =
+      l.frames.max === undefined
+        ? `at least ${l.frames.min}`
+        : l.frames.max === l.frames.min
+          ? `exactly ${l.frames.min}`
+          : `${l.frames.min} to ${l.frames.max}`;
+    issues.push({ input, message: `${who} takes clips of ${allowed} frames, but the clip has ${frames}` });
+  }
+  const width = latent[4] * SCALE;
+  const height = latent[3] * SCALE;
+  if (l.size !== undefined && (width !== l.size.width || height !== l.size.height)) {
+    issues.push({
+      input,
+      message: `${who} takes ${l.size.width} × ${l.size.height} pixels only, but the clip is ${width} × ${height}`,
+    });
+  } else if (width % l.sizeMultiple !== 0 || height % l.sizeMultiple !== 0) {
+    issues.push({
+      input,
+      message: `${who} takes widths and heights that are multiples of ${l.sizeMultiple} pixels, but the clip is ${width} × ${height}`,
     });
   }
   return issues;

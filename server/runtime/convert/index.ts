@@ -9,6 +9,7 @@ import path from 'node:path';
 import { leftByDeadProcess } from '../../../nodes/lib/process.ts';
 import { planConversion } from '../families/index.ts';
 import { planVidrd, type VidrdParts } from '../families/vidrd/index.ts';
+import type { ModelLimits } from '../families/types.ts';
 import type { WeightSource } from '../weights/types.ts';
 import type { Net, WeightDType } from './net.ts';
 import type { ConversionPlan } from './plan.ts';
@@ -59,6 +60,7 @@ export interface ConvertedInfo {
   converter: number;
   /** "relative path": "size:mtimeMs" of each source file the conversion read. */
   stamp: Record<string, string>;
+  limits: ModelLimits;
 }
 
 /** Sizes and mtimes of the files that identify a source: a changed source converts again. */
@@ -224,6 +226,7 @@ export async function convertModel(
         source,
         converter: CONVERTER_VERSION,
         stamp: sourceStamp(plan),
+        limits: plan.limits,
       };
       for (const [rel, value] of Object.entries(plan.json)) {
         const v = rel === 'model_index.json' ? { ...(value as object), rdflow: info } : value;

@@ -1,6 +1,7 @@
 // What a conversion does, independent of the model family: the components to build (each opens
 // its weights and builds a Net from its config), files to copy or write, and the source files whose
 // sizes and mtimes identify the source. A family module (server/runtime/families/*) makes the plan.
+import type { ModelLimits } from '../families/types.ts';
 import type { WeightSource } from '../weights/types.ts';
 import type { Net, WeightDType } from './net.ts';
 
@@ -26,6 +27,8 @@ export interface ConversionPlan {
   readonly json: Readonly<Record<string, unknown>>;
   /** Notes for the summary (e.g. how the VAE is decoded). */
   readonly notes: readonly string[];
+  /** What the converted model can generate (recorded in model_index.json). */
+  readonly limits: ModelLimits;
   /** Source files whose size and mtime identify this source (configs and weights). */
   readonly stampFiles: readonly string[];
 }

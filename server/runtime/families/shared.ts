@@ -3,6 +3,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { readJsonFile } from '../folder.ts';
+import type { ModelLimits } from './types.ts';
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -47,4 +48,13 @@ export function onnxModelIndex(): Record<string, unknown> {
     tokenizer: ['transformers', 'CLIPTokenizer'],
     scheduler: ['diffusers', 'DDIMScheduler'],
   };
+}
+
+/**
+ * Limits of the converted video UNets (ModelScope's and VidRD's): any number of frames, and any
+ * width and height that are multiples of 8 pixels (one latent cell): the graphs upsample to the
+ * skip connection's size, so latents that are not multiples of 8 work as in diffusers.
+ */
+export function unetLimits(latentChannels: number): ModelLimits {
+  return { latentChannels, sizeMultiple: 8, frames: { min: 1 } };
 }

@@ -8,7 +8,7 @@ import { Net } from '../../convert/net.ts';
 import type { ComponentJob, ConversionPlan } from '../../convert/plan.ts';
 import { buildVaeDecoder, parseVaeConfig, vaeDecoderIgnore } from '../../convert/vae-decoder.ts';
 import { openComponentWeights } from '../../weights/index.ts';
-import { className, onnxModelIndex, readConfig, requireDir, tokenizerCopies } from '../shared.ts';
+import { className, onnxModelIndex, readConfig, requireDir, tokenizerCopies, unetLimits } from '../shared.ts';
 import type { ModelFamily } from '../types.ts';
 import { buildUNet3D, parseUNet3DConfig } from './unet3d.ts';
 
@@ -16,6 +16,8 @@ const PIPELINE = 'TextToVideoSDPipeline';
 
 async function recognise(dir: string): Promise<boolean> {
   if (!existsSync(path.join(dir, 'model_index.json'))) return false;
+  // An ONNX folder (the demo model's index also says TextToVideoSDPipeline) is already converted.
+  if (existsSync(path.join(dir, 'unet', 'model.onnx'))) return false;
   const index = await readConfig(dir, 'model_index.json');
   if (className(index) === PIPELINE) return true;
   // Fine-tunes sometimes keep another pipeline name: the 3-D UNet decides.
@@ -85,6 +87,7 @@ async function plan(dir: string): Promise<ConversionPlan> {
     ],
     json: { 'model_index.json': onnxModelIndex(), 'scheduler/scheduler_config.json': scheduler },
     notes: [],
+    limits: unetLimits(unetCfg.in_channels),
     stampFiles: stampFiles(dir, ['text_encoder', 'unet', 'vae', 'tokenizer', 'scheduler']),
   };
 }
@@ -113,4 +116,5 @@ export const modelscopeFamily: ModelFamily = {
   label: 'ModelScope text-to-video (diffusers TextToVideoSDPipeline: text-to-video-ms-1.7b, Zeroscope v2)',
   recognise,
   plan,
+  limits: (cfg) => unetLimits(typeof cfg.in_channels === 'number' ? cfg.in_channels : 4),
 };

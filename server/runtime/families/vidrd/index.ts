@@ -9,7 +9,7 @@ import { Net } from '../../convert/net.ts';
 import type { ComponentJob, ConversionPlan } from '../../convert/plan.ts';
 import { buildVaeDecoder, parseVaeConfig, vaeDecoderIgnore } from '../../convert/vae-decoder.ts';
 import { openComponentWeights, openTorchCheckpoint } from '../../weights/index.ts';
-import { className, onnxModelIndex, readConfig, requireDir, tokenizerCopies } from '../shared.ts';
+import { className, onnxModelIndex, readConfig, requireDir, tokenizerCopies, unetLimits } from '../shared.ts';
 import type { ModelFamily } from '../types.ts';
 import { buildVidrdUNet, parseVidrdUNetConfig } from './unet.ts';
 
@@ -129,6 +129,7 @@ export async function planVidrd(
       `VAE: ${VAE_DIR} decoded one frame at a time as VidRD's pipeline does, so its temporal layers never act and are left out`,
       `scheduler: the SD folder's ${className(scheduler) ?? 'scheduler'} config read as DDIM, as VidRD samples`,
     ],
+    limits: unetLimits(unetCfg.inChannels),
     stampFiles: [
       checkpoint,
       path.join(vae, 'config.json'),
@@ -145,6 +146,7 @@ export const vidrdFamily: ModelFamily = {
   id: 'vidrd',
   label: `VidRD release (${CHECKPOINT} + ${VAE_DIR}/ + a Stable Diffusion 2.1-base folder)`,
   recognise: (dir) => Promise.resolve(findParts(dir) !== null),
+  limits: (cfg) => unetLimits(typeof cfg.in_channels === 'number' ? cfg.in_channels : 4),
   plan: (dir) => {
     const parts = findParts(dir);
     if (parts === null)
