@@ -350,12 +350,17 @@ export async function validatePrompt(
     plan = planned.plan;
   }
 
-  const addIssue: AddIssue = (nodeId, issue) =>
+  const addIssue: AddIssue = (nodeId, issue) => {
+    // A value that came through a link names the link too, as ComfyUI does for linked inputs.
+    const link = issue.input ? graph.get(nodeId)?.links[issue.input] : undefined;
     add(nodeId, {
       type: 'custom_validation_failed',
       message: issue.message,
-      extra_info: issue.input ? { input_name: issue.input, received_value: issue.received } : {},
+      extra_info: issue.input
+        ? { input_name: issue.input, received_value: issue.received, ...(link ? { linked_node: link } : {}) }
+        : {},
     });
+  };
   let recheck = new Set<string>();
   if (plan) {
     // Node checks and limits on every value known before the run (constants through pure nodes).

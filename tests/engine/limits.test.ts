@@ -11,7 +11,13 @@ import { createEngine } from '../../server/engine/index.ts';
 import type { ApiPrompt, EngineEvent, ValidationResult } from '../../server/engine/types.ts';
 import { loopEndNode, loopStartNode } from '../../nodes/loop.ts';
 import { intMathNode } from '../../nodes/utility.ts';
-import { clipCosts, referenceFrameIssues, shapeOf } from '../../nodes/limits.ts';
+import {
+  clipCosts,
+  fileNameIssues,
+  modelFitIssues,
+  referenceFrameIssues,
+  shapeOf,
+} from '../../nodes/limits.ts';
 import { makeTestPaths } from '../helpers/engine-nodes.ts';
 
 /** Node ids whose run function was called, in order (one entry per run). */
@@ -142,7 +148,7 @@ describe('values computed before the run are checked at validation', () => {
     expect(Object.keys(r.nodeErrors)).toEqual(['3']);
     const [e] = r.nodeErrors['3'].errors;
     expect(e.type).toBe('custom_validation_failed');
-    expect(e.extra_info).toMatchObject({ input_name: 'frames', received_value: 1024 });
+    expect(e.extra_info).toMatchObject({ input_name: 'frames', received_value: 1024, linked_node: ['1', 0] });
     expect(e.message).toContain("Input 'frames' = 1024");
     expect(e.message).toContain('1024 frames × 2048×2048 × batch 1');
     expect(e.message).toContain('allowed: at most 268435456');
@@ -410,5 +416,26 @@ describe('integers are integers (ComfyUI calls int(val); its oddities are not fo
         extra_info: { input_name: 'scale' },
       });
     }
+  });
+});
+
+describe('what nodes declare (nodes/limits.ts)', () => {
+  test("a clip against the fixed dims of a UNet's ONNX sample input (the fallback without family limits)", () => {
+    const sample = ['batch', 4, 8, 32, 32];
+    expect(modelFitIssues('noise', [1, 4, 8, 32, 32], sample)).toEqual([]);
+    expect(modelFitIssues('noise', [1, 4, 8, 40, 32], ['batch', 4, 'frames', 'h', 'w'])).toEqual([]);
+    const issues = modelFitIssues('noise', [1, 4, 16, 32, 64], sample);
+    expect(issues.map((i) => i.input)).toEqual(['noise', 'noise']);
+    expect(issues[0].message).toMatch(/exactly 8 frames .* but the clip has 16/);
+    expect(issues[1].message).toMatch(/takes 256 × 256 pixels .* but the clip is 512 × 256/);
+  });
+
+  test('file names are counted in UTF-8 bytes, leaving room for what the writer adds', () => {
+    expect(fileNameIssues('x'.repeat(215))).toEqual([]);
+    expect(fileNameIssues('x'.repeat(216))[0].message).toMatch(/216 bytes .* at most 215/);
+    // 108 × "é" is 216 bytes, though 108 characters.
+    expect(fileNameIssues('é'.repeat(108))[0].message).toMatch(/216 bytes/);
+    expect(fileNameIssues(`${'d'.repeat(255)}/clip`)).toEqual([]);
+    expect(fileNameIssues(`${'d'.repeat(256)}/clip`)[0].message).toMatch(/folder name .* 256 bytes/);
   });
 });

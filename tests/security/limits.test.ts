@@ -193,8 +193,9 @@ describe('checks that used to happen mid-run happen at validation', () => {
     expect(body.node_errors['6'].class_type).toBe('DDIMSampler');
     expect(messages).toEqual([
       expect.stringMatching(/reference_frames': 20 exceeds the 16 frames of the noise/),
-      expect.stringMatching(/the model takes clips of exactly 8 frames .* but the clip has 16/),
-      expect.stringMatching(/the model takes 256 × 256 pixels .* but the clip is 512 × 256/),
+      // The model family's limits (the demo family), else the fixed dims of the UNet's ONNX input.
+      expect.stringMatching(/model takes clips of exactly 8 frames.* but the clip has 16/),
+      expect.stringMatching(/model takes 256 × 256 pixels.* but the clip is 512 × 256/),
     ]);
     expect(Object.keys(body.node_errors)).toEqual(['6']);
   });
