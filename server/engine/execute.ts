@@ -23,6 +23,7 @@ import {
   type SpillCache,
 } from './cache.ts';
 import type { EngineEvent, RunResultSummary } from './types.ts';
+import { ResumeRefusedError, type LoopCheckpoints, type SavedLoop } from './resume.ts';
 import { costProblems } from './values.ts';
 
 interface Slot {
@@ -44,6 +45,8 @@ interface Slot {
   owner: number;
   /** Consumers in the same iteration that have not run yet; at 0 a body slot lets go of its values. */
   consumers: number;
+  /** Set on output nodes of a checkpointed loop: where their linked inputs are kept for a resume. */
+  capture?: Map<string, unknown>;
   /** Needed beyond its own consumers (carried to the next iteration, or read by an inner loop). */
   keep: boolean;
 }
@@ -71,6 +74,8 @@ interface Scope {
   loopUi?: Map<string, UiOutput>;
   /** Nodes whose outputs the LoopEnd of this body carries: kept for the next iteration. */
   carriedIds?: Set<string>;
+  /** A checkpointed loop's iteration: its output nodes' linked inputs, by signature. */
+  capture?: Map<string, unknown>;
 }
 
 export interface ExecuteDeps {
@@ -86,6 +91,8 @@ export interface ExecuteDeps {
   limits?: ResourceLimits;
   /** Nodes whose validate() runs again on the values they receive (see Validated.recheck). */
   recheck?: Set<string>;
+  /** Saves each finished iteration of a top-level loop, and gives saved loops back (resume). */
+  checkpoints?: LoopCheckpoints;
 }
 
 interface RunState extends ExecuteDeps {
@@ -140,7 +147,7 @@ function iterationScope(
   iterations: number,
   flowRef: Ref,
   carried: readonly Ref[],
-  extra: Pick<Scope, 'skipOutputs' | 'loopUi' | 'carriedIds'> = {},
+  extra: Pick<Scope, 'skipOutputs' | 'loopUi' | 'carriedIds' | 'capture'> = {},
 ): Scope {
   const body: Scope = {
     id: nextScopeId++,
@@ -332,6 +339,12 @@ async function executeSlot(st: RunState, slot: Slot): Promise<unknown[]> {
   const args: Record<string, unknown> = {};
   for (const [name, ref] of Object.entries(slot.inputs)) args[name] = await resolveRef(st, ref);
   st.signal.throwIfAborted();
+  if (slot.capture && def.outputNode) {
+    // Kept for a resume: the inputs this output node is fed again from when the loop continues.
+    for (const [name, ref] of Object.entries(slot.inputs)) {
+      if (ref.kind === 'slot' && ref.slot.inBody) slot.capture.set(refSig(ref), args[name]);
+    }
+  }
   // Linked widget values are checked here: validation could only check those it could compute.
   for (const { name, spec } of inputEntries(def)) {
     const ref = slot.inputs[name];
@@ -460,6 +473,7 @@ async function createSlot(st: RunState, scope: Scope, id: string): Promise<Slot>
     owner: scope.id,
     consumers: 0,
     keep: scope.carriedIds?.has(id) ?? false,
+    capture: def.outputNode ? scope.capture : undefined,
   };
   for (const ref of Object.values(inputs)) {
     if (ref.kind !== 'slot' || !ref.slot.inBody) continue;
@@ -578,6 +592,128 @@ function loopEndRefs(st: RunState, scope: Scope, id: string): Ref[] {
   return Array.from({ length: CARRIED }, (_, k) => inputRef(scope, node, `value${k + 1}`));
 }
 
+/**
+ * One signature for what iteration `body` made: the signatures of the values it carries on and of
+ * every linked input of its output nodes (as a set, so removing one of two writers of the same
+ * frames changes nothing). Output nodes' constant inputs (fps, format, file name) are left out:
+ * changing them changes no clip.
+ */
+function clipSignature(body: Scope): string {
+  const inputs = new Set<string>();
+  for (const slot of body.slots) {
+    if (slot.owner !== body.id || !slot.def.outputNode || !slot.inputs) continue;
+    for (const ref of Object.values(slot.inputs)) {
+      if (ref.kind === 'slot' && ref.slot.inBody) inputs.add(refSig(ref));
+    }
+  }
+  return hashParts([[...inputs].sort(), (body.loopEndRefs ?? []).map(refSig)]);
+}
+
+/** Iteration c's scope with a slot (and so a signature) for every body node; nothing runs. */
+async function simulateIteration(
+  st: RunState,
+  scope: Scope,
+  step: Step & { kind: 'loop' },
+  c: number,
+  iterations: number,
+  flowRef: Ref,
+  carried: Ref[],
+  extra: Pick<Scope, 'skipOutputs' | 'loopUi'> = {},
+): Promise<Scope> {
+  const body = iterationScope(scope, step, c, iterations, flowRef, carried, extra);
+  for (const s of step.body) {
+    if (s.kind !== 'node') continue;
+    if (st.registry.get(st.graph.get(s.id)!.classType)?.role === 'loop-end') {
+      body.loopEndRefs = loopEndRefs(st, body, s.id);
+      continue;
+    }
+    await createSlot(st, body, s.id);
+  }
+  return body;
+}
+
+/** The refs carried out of a simulated iteration, cut from their history. */
+function carriedOut(body: Scope): Ref[] {
+  const next = body.loopEndRefs ?? Array.from({ length: CARRIED }, () => undefinedRef);
+  for (const ref of next) if (ref.kind === 'slot' && ref.slot.inBody) ref.slot.inputs = undefined;
+  return next;
+}
+
+/**
+ * Continues a saved loop: checks that this workflow makes the same clips as the saved ones (every
+ * finished iteration's signature), then feeds the body's output nodes what they received in those
+ * iterations, so streaming writers hold the same frames as in an uninterrupted run. Returns the
+ * first iteration left to run and the values carried into it.
+ */
+async function resumeLoop(
+  st: RunState,
+  scope: Scope,
+  step: Step & { kind: 'loop' },
+  iterations: number,
+  initial: Ref[],
+  flowRef: Ref,
+  saved: SavedLoop,
+  extra: Pick<Scope, 'skipOutputs' | 'loopUi'>,
+): Promise<{ next: number; carried: Ref[] }> {
+  const startDef = st.registry.get(st.graph.get(step.start)!.classType)!;
+  const at = { nodeId: step.start, classType: startDef.name };
+  const next = Math.min(saved.next, iterations);
+  // First every signature, so a refused resume starts no writer.
+  let carried = initial;
+  for (let c = 0; c < next; c++) {
+    const body = await simulateIteration(st, scope, step, c, iterations, flowRef, carried);
+    if (clipSignature(body) !== saved.clipSigs[c]) {
+      const why = st.checkpoints?.describeChange(step.start, c) ?? 'the workflow changed';
+      throw new NodeFailure(
+        at,
+        new ResumeRefusedError(
+          `Cannot resume: ${saved.next} clip${saved.next === 1 ? ' was' : 's were'} made with another workflow; ` +
+            `clip ${c + 1} would differ (${why})`,
+          step.start,
+          c,
+        ),
+        {},
+      );
+    }
+    carried = carriedOut(body);
+  }
+  carried = initial;
+  for (let c = 0; c < next; c++) {
+    st.signal.throwIfAborted();
+    const body = await simulateIteration(st, scope, step, c, iterations, flowRef, carried, extra);
+    const given = await saved.outputInputs(c);
+    for (const slot of body.slots) {
+      if (slot.owner !== body.id || !slot.def.outputNode || extra.skipOutputs?.has(slot.nodeId)) continue;
+      const inputs = slot.inputs ?? {};
+      for (const [name, ref] of Object.entries(inputs)) {
+        if (ref.kind !== 'slot' || !ref.slot.inBody) continue;
+        const sig = refSig(ref);
+        if (!given.has(sig)) {
+          throw new NodeFailure(
+            at,
+            new ResumeRefusedError(
+              `Cannot resume: the checkpoint holds no input '${name}' of node ${slot.nodeId} for clip ${c + 1}`,
+              step.start,
+              c,
+            ),
+            {},
+          );
+        }
+        inputs[name] = { kind: 'literal', value: given.get(sig), sig };
+      }
+      await executeSlot(st, slot);
+    }
+    for (const s of body.slots) release(st, s);
+    carried = carriedOut(body);
+  }
+  if (next < saved.next) return { next, carried };
+  const values = await saved.carried();
+  return {
+    next,
+    carried: values.map((value, k) => ({ kind: 'literal', value, sig: saved.carriedSigs[k] })),
+  };
+}
+
 async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }): Promise<void> {
   const startNode = st.graph.get(step.start)!;
   const startDef = st.registry.get(startNode.classType)!;
@@ -624,14 +760,30 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
   const carriedIds = new Set(
     Object.entries(endNode.links).flatMap(([name, [src]]) => (name === 'flow' ? [] : [src])),
   );
+  // Only a top-level loop without inner loops is one stream of clips that can be continued.
+  const checkpoints =
+    st.checkpoints && !scope.inBody && !step.body.some((s) => s.kind === 'loop') ? st.checkpoints : undefined;
+  let startAt = 0;
+  if (checkpoints) {
+    const saved = await checkpoints.load(step.start);
+    if (saved && saved.next > 0) {
+      const resumed = await resumeLoop(st, scope, step, iterations, carried, flowRef, saved, {
+        skipOutputs,
+        loopUi,
+      });
+      startAt = resumed.next;
+      carried = resumed.carried;
+    }
+  }
 
-  for (let c = 0; c < iterations; c++) {
+  for (let c = startAt; c < iterations; c++) {
     st.signal.throwIfAborted();
     st.emit({ type: 'loop_iteration', promptId: st.promptId, node: step.start, iteration: c, iterations });
     const body = iterationScope(scope, step, c, iterations, flowRef, carried, {
       skipOutputs,
       loopUi,
       carriedIds,
+      capture: checkpoints ? new Map() : undefined,
     });
     await runSteps(st, body, step.body);
 
@@ -649,6 +801,17 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
         } else await resolveSlot(st, s);
       }
       s.inputs = undefined;
+    }
+    if (checkpoints) {
+      // The state the next iteration needs, saved before this iteration's values are let go.
+      await checkpoints.save(step.start, {
+        iteration: c,
+        iterations,
+        clipSig: clipSignature(body),
+        carried: await Promise.all(next.map((r) => resolveRef(st, r))),
+        carriedSigs: next.map(refSig),
+        outputInputs: body.capture ?? new Map(),
+      });
     }
     for (const sig of carriedPins) st.spill.unpin(sig);
     for (const sig of body.pins) st.spill.unpin(sig);

@@ -32,6 +32,8 @@ export type { CanvasWorkflow, NodeWidgets, WidgetDesc, WidgetLookup, ObjectInfoN
 export { createRegistry, nodeObjectInfo, inputConfig } from './registry.ts';
 export type { Registry, ObjectInfoEntry } from './registry.ts';
 export type { CacheStats } from './cache.ts';
+export { ResumeRefusedError } from './resume.ts';
+export type { LoopCheckpoints, SavedLoop, IterationState } from './resume.ts';
 
 export interface EngineExtras {
   /** Bytes and entries held by the memory cache and the disk spill tier. */
@@ -83,6 +85,7 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
               held,
               limits,
               recheck: validated.recheck ?? new Set(),
+              checkpoints: options.checkpoints,
             },
             {
               promptId: options.promptId,

@@ -1,6 +1,7 @@
 // The engine's public contract: the prompt it takes, the events it emits, the outcome it returns.
 // Hosts (CLI, server, tests) depend on this file; the engine's modules implement it.
 import type { AnyNodeDef, NodePaths, ResourceLimits, UiOutput } from './define.ts';
+import type { LoopCheckpoints } from './resume.ts';
 
 /** A link in API format: [source node id, output index]. */
 export type LinkRef = [string, number];
@@ -85,6 +86,8 @@ export interface RunOptions {
   onEvent?: (event: EngineEvent) => void;
   /** False: the host shows no previews; none are made or sent (default true). */
   previews?: boolean;
+  /** Saves each finished clip of a top-level loop and continues saved loops (resume, extend). */
+  checkpoints?: LoopCheckpoints;
 }
 
 export interface EngineOptions {
