@@ -11,6 +11,7 @@ import { createEngine } from '../../server/engine/index.ts';
 import type { ApiPrompt, EngineEvent, ValidationResult } from '../../server/engine/types.ts';
 import { loopEndNode, loopStartNode } from '../../nodes/loop.ts';
 import { intMathNode } from '../../nodes/utility.ts';
+import { noiseInitNode } from '../../nodes/noise-init.ts';
 import {
   clipCosts,
   fileNameIssues,
@@ -437,5 +438,34 @@ describe('what nodes declare (nodes/limits.ts)', () => {
     expect(fileNameIssues('é'.repeat(108))[0].message).toMatch(/216 bytes/);
     expect(fileNameIssues(`${'d'.repeat(255)}/clip`)).toEqual([]);
     expect(fileNameIssues(`${'d'.repeat(256)}/clip`)[0].message).toMatch(/folder name .* 256 bytes/);
+  });
+});
+
+describe('NoiseInit declares its clip (moved from the server unit tests of checkLimits)', () => {
+  async function validate(inputs: Record<string, number>, limits: ResourceLimits) {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-limits-'));
+    const engine = createEngine({ nodes: [noiseInitNode, anySinkNode], paths: makeTestPaths(root), limits });
+    try {
+      return await engine.validate({
+        '1': { class_type: 'NoiseInit', inputs: { seed: 0, ...inputs } },
+        '2': { class_type: 'LimitAny', inputs: { value: ['1', 0] } },
+      });
+    } finally {
+      engine.close();
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  }
+  const server = { clipPixels: 2 ** 28, loopIterations: 100_000, totalFrames: 1_000_000, source: 'server' };
+
+  test('accepts ordinary clips and refuses clips that cannot fit, naming the node and input', async () => {
+    expect(await validate({ width: 512, height: 320, frames: 16, batch_size: 1 }, server)).toEqual({
+      ok: true,
+      outputs: ['2'],
+    });
+    const r = await validate({ width: 4096, height: 4096, frames: 1024, batch_size: 64 }, server);
+    if (r.ok) throw new Error('expected the clip to be refused');
+    expect(r.nodeErrors['1'].class_type).toBe('NoiseInit');
+    expect(r.nodeErrors['1'].errors[0].extra_info.input_name).toBe('frames');
+    expect(r.nodeErrors['1'].errors[0].message).toMatch(/1024 frames × 4096×4096 × batch 64 .* GiB/);
   });
 });
