@@ -17,6 +17,16 @@ import { ensureDemoModel } from '../server/runtime/demo/index.ts';
 import { getRuntime, inspectModelFolder, listModelFolders, PROVIDERS } from '../server/runtime/index.ts';
 import type { TextEncoderModel, UNetModel, VaeDecoderModel } from '../server/runtime/types.ts';
 import { filesFingerprint, resolveInside } from './files.ts';
+import {
+  ensureConverted,
+  isConvertibleSource,
+  convertedPath,
+  isUpToDate,
+  listReleaseFolders,
+  sourceInfo,
+} from '../server/runtime/convert/cache.ts';
+import type { ConvertProgress } from '../server/runtime/convert/index.ts';
+import { readModelInfo } from '../server/runtime/families/info.ts';
 import { unetStandIn } from './limits.ts';
 
 export const DEMO_MODEL = 'demo';
@@ -35,6 +45,14 @@ function inside(root: string, p: string): boolean {
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
+/**
+ * Model names under `modelsDir`: ONNX folders, diffusers checkpoints (both have model_index.json)
+ * and VidRD releases; checkpoints are converted on first use.
+ */
+export function modelNames(modelsDir: string): string[] {
+  return [...new Set([...listModelFolders(modelsDir), ...listReleaseFolders(modelsDir)])].sort();
+}
+
 /** Model folder names under `modelsDir` whose real path stays inside the models folder's. */
 export function confinedModelNames(modelsDir: string): string[] {
   let realRoot: string;
@@ -43,7 +61,7 @@ export function confinedModelNames(modelsDir: string): string[] {
   } catch {
     return [];
   }
-  return listModelFolders(modelsDir).filter((name) => {
+  return modelNames(modelsDir).filter((name) => {
     try {
       const real = realpathSync(path.join(modelsDir, name));
       return inside(realRoot, real) && real !== realRoot;
@@ -98,6 +116,23 @@ export async function resolveModelDir(model: string, modelsDir: string): Promise
   return resolveInside(modelsDir, model);
 }
 
+/** Bytes written so far over all components of a conversion, as node progress. */
+function conversionProgress(report: (done: number, total: number) => void): (p: ConvertProgress) => void {
+  let total = 0;
+  let before = 0;
+  let current = 0;
+  return (p) => {
+    if (p.phase === 'start') total = p.components.reduce((a, c) => a + c.bytes, 0);
+    else if (p.phase === 'write') {
+      current = p.done;
+      report(Math.min(before + current, total), total);
+    } else {
+      before += current;
+      current = 0;
+    }
+  };
+}
+
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -110,11 +145,14 @@ function withoutPath(text: string, dir: string, model: string): string {
 export function makeLoadVideoModelNode(opts: LoadVideoModelOptions) {
   const resolve = opts.acceptPaths ? resolveModelDir : resolveConfinedModelDir;
   const modelOptions = (env: NodeEnv): string[] => {
-    const found = opts.acceptPaths
-      ? listModelFolders(env.paths.models)
-      : confinedModelNames(env.paths.models);
+    const found = opts.acceptPaths ? modelNames(env.paths.models) : confinedModelNames(env.paths.models);
     return found.includes(DEMO_MODEL) ? found : [DEMO_MODEL, ...found];
   };
+  // Family and limits of each listed model, for /object_info (the demo model before it is made too).
+  const modelDetails = (env: NodeEnv): Record<string, unknown> =>
+    Object.fromEntries(
+      modelOptions(env).map((name) => [name, readModelInfo(path.join(env.paths.models, name))]),
+    );
   return defineNode({
     name: 'LoadVideoModel',
     displayName: 'Load Video Model',
@@ -129,6 +167,7 @@ export function makeLoadVideoModelNode(opts: LoadVideoModelOptions) {
             ? 'A folder under the models directory, or an absolute path.'
             : 'A folder under the models directory.',
           acceptOther: opts.acceptPaths ? (v) => path.isAbsolute(v) : undefined,
+          details: modelDetails,
         }),
         provider: input.combo(PROVIDERS, { default: 'cpu', tooltip: 'onnxruntime execution provider.' }),
       },
@@ -148,7 +187,16 @@ export function makeLoadVideoModelNode(opts: LoadVideoModelOptions) {
       } catch (e) {
         return [{ input: 'model', message: messageOf(e) }];
       }
-      const problems = await inspectModelFolder(dir);
+      let problems: string[];
+      if (await isConvertibleSource(dir)) {
+        // A checkpoint converts on first run; here only its configs are read and checked.
+        problems = await sourceInfo(dir).then(
+          () => [],
+          (e: unknown) => [`cannot be converted: ${messageOf(e)}`],
+        );
+      } else {
+        problems = await inspectModelFolder(dir);
+      }
       if (!opts.acceptPaths) {
         // Problems name files relative to the folder; the folder itself is told by name only.
         return problems.map((p) => ({
@@ -169,11 +217,25 @@ export function makeLoadVideoModelNode(opts: LoadVideoModelOptions) {
     // What validation knows of the UNet before loading it: its input's fixed dims (nodes/limits.ts).
     async infer(inputs, env) {
       if (inputs.model === undefined) return undefined;
-      return [await unetStandIn(await resolve(inputs.model, env.paths.models))];
+      const dir = await resolve(inputs.model, env.paths.models);
+      if (await isConvertibleSource(dir)) {
+        const converted = convertedPath(dir, env.paths.models);
+        if (await isUpToDate(dir, converted).catch(() => false)) return [await unetStandIn(converted)];
+        const info = await sourceInfo(dir);
+        return [{ sampleShape: ['batch', info.limits.latentChannels, 'frames', 'height', 'width'], ...info }];
+      }
+      return [await unetStandIn(dir)];
     },
     async run({ model, provider }, ctx) {
-      const dir = await resolve(model, ctx.paths.models);
+      let dir = await resolve(model, ctx.paths.models);
       try {
+        if (await isConvertibleSource(dir)) {
+          // Converted once into the models folder's cache (progress in bytes written), reused after.
+          dir = await ensureConverted(dir, ctx.paths.models, {
+            signal: ctx.signal,
+            onProgress: conversionProgress((done, total) => ctx.progress(done, total)),
+          });
+        }
         const m = await getRuntime().loadModel(dir, { provider });
         return { outputs: [m.unet, m.textEncoder, m.vae, m.schedulerConfig] };
       } catch (e) {

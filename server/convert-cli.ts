@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import path from 'node:path';
 import { convertModel, type ConvertProgress, type ConvertSummary } from './runtime/convert/index.ts';
 import { listModels, type ModelListing } from './runtime/convert/catalog.ts';
+import { describeLimits } from './runtime/families/info.ts';
 
 export interface Out {
   write(text: string): unknown;
@@ -161,10 +162,10 @@ function formatListing(models: readonly ModelListing[], dir: string): string {
     m.family,
     m.dtype,
     formatBytes(m.bytes),
+    describeLimits(m.limits),
     m.source ?? '',
-    m.problem ?? '',
   ]);
-  const head = ['NAME', 'FAMILY', 'DTYPE', 'SIZE', 'SOURCE', ''];
+  const head = ['NAME', 'FAMILY', 'DTYPE', 'SIZE', 'LIMITS', 'SOURCE'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   return (
     [head, ...rows]

@@ -62,6 +62,8 @@ export interface ComboSpec extends SpecBase<string> {
   readonly default?: string;
   /** Values outside the list that are still accepted (e.g. an absolute model path). */
   readonly acceptOther?: (value: string) => boolean;
+  /** Facts about each option, sent in /object_info as `option_details` (e.g. a model's family and limits). */
+  readonly details?: (env: NodeEnv) => Record<string, unknown>;
 }
 
 /** An input fed by a link from another node's output of socket type `type`. */
@@ -326,13 +328,19 @@ export const input = {
   },
   combo(
     options: readonly string[] | ((env: NodeEnv) => string[]),
-    o: { default?: string; tooltip?: string; acceptOther?: (value: string) => boolean } = {},
+    o: {
+      default?: string;
+      tooltip?: string;
+      acceptOther?: (value: string) => boolean;
+      details?: (env: NodeEnv) => Record<string, unknown>;
+    } = {},
   ): ComboSpec {
     return {
       kind: 'COMBO',
       options,
       default: o.default,
       acceptOther: o.acceptOther,
+      details: o.details,
       tooltip: o.tooltip,
       schema: z.string(),
     };

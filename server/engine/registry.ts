@@ -90,7 +90,20 @@ export function inputConfig(spec: InputSpec, env: NodeEnv): unknown[] {
     case 'COMBO': {
       const options = comboOptions(spec, env);
       const def = spec.default ?? options[0];
-      return [options, { ...(def !== undefined ? { default: def } : {}), ...extra }];
+      let details: Record<string, unknown> | undefined;
+      try {
+        details = spec.details?.(env);
+      } catch {
+        details = undefined; // facts are extra: a failing lookup leaves them out
+      }
+      return [
+        options,
+        {
+          ...(def !== undefined ? { default: def } : {}),
+          ...extra,
+          ...(details ? { option_details: details } : {}),
+        },
+      ];
     }
     case 'LINK':
       return Object.keys(extra).length > 0 ? [spec.type, extra] : [spec.type];

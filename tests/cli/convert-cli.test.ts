@@ -95,8 +95,10 @@ describe('rdflow models', () => {
     });
     const r = await cli(['models']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/^NAME\s+FAMILY\s+DTYPE\s+SIZE\s+SOURCE/m);
-    expect(r.out).toMatch(/^ms\s+modelscope\s+float32\s+[\d.]+ MiB\s+.*modelscope-tiny/m);
+    expect(r.out).toMatch(/^NAME\s+FAMILY\s+DTYPE\s+SIZE\s+LIMITS\s+SOURCE/m);
+    expect(r.out).toMatch(
+      /^ms\s+modelscope\s+float32\s+[\d.]+ MiB\s+1\+ frames, sizes ×8 px\s+.*modelscope-tiny/m,
+    );
     expect(r.out).toMatch(/^vidrd\s+vidrd\s+float16/m);
     expect(r.out).toMatch(/^raw-ms\s+modelscope\s+source/m);
     const json = JSON.parse((await cli(['models', '--json'])).out) as { name: string; kind: string }[];

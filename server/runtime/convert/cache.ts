@@ -2,10 +2,12 @@
 // a cache under the models folder and reuses that after; a source whose files changed (sizes or
 // mtimes, recorded in the converted folder) or an older converter's output is converted again.
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FAMILIES, planConversion } from '../families/index.ts';
+import type { ModelLimits } from '../families/types.ts';
+import { findParts } from '../families/vidrd/index.ts';
 import {
   CONVERTER_VERSION,
   convertModel,
@@ -78,4 +80,31 @@ export function ensureConverted(
   const clear = () => inFlight.delete(dest);
   job.then(clear, clear);
   return job;
+}
+
+/**
+ * Folders under `modelsDir` that are VidRD releases (they have no model_index.json of their own, so
+ * the ONNX folder listing misses them); hidden folders (the conversion cache) are skipped.
+ */
+export function listReleaseFolders(modelsDir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(modelsDir).filter((n) => !n.startsWith('.'));
+  } catch {
+    return [];
+  }
+  return names.filter((name) => {
+    const dir = path.join(modelsDir, name);
+    try {
+      return statSync(dir).isDirectory() && findParts(dir) !== null;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** Family and limits of a source checkpoint, from its configs (what its conversion will record). */
+export async function sourceInfo(srcDir: string): Promise<{ family: string; limits: ModelLimits }> {
+  const plan = await planConversion(path.resolve(srcDir));
+  return { family: plan.family, limits: plan.limits };
 }

@@ -7,6 +7,8 @@ import path from 'node:path';
 import { FAMILIES } from '../families/index.ts';
 import { LAYOUT } from '../folder.ts';
 import { readOnnxHeader } from '../onnx/header.ts';
+import { readModelInfo } from '../families/info.ts';
+import type { ModelLimits } from '../families/types.ts';
 import type { ConvertedInfo } from './index.ts';
 
 export interface ModelListing {
@@ -21,8 +23,8 @@ export interface ModelListing {
   readonly source?: string;
   /** "onnx" (ready to run) or "checkpoint" (converted on first use). */
   readonly kind: 'onnx' | 'checkpoint';
-  /** Why a folder cannot be used as it is, when it cannot. */
-  readonly problem?: string;
+  /** What it can generate (frames, sizes). */
+  readonly limits: ModelLimits;
 }
 
 async function folderBytes(dir: string): Promise<number> {
@@ -47,6 +49,7 @@ async function rdflowInfo(dir: string): Promise<Partial<ConvertedInfo> & { demo?
 
 /** One folder's listing, or null when it is neither an ONNX model nor a checkpoint rdflow converts. */
 export async function describeModel(dir: string, name = path.basename(dir)): Promise<ModelListing | null> {
+  const { family, limits } = readModelInfo(dir);
   if (existsSync(path.join(dir, LAYOUT.unet))) {
     const info = await rdflowInfo(dir);
     let dtype = info.dtype ?? 'unknown';
@@ -58,13 +61,12 @@ export async function describeModel(dir: string, name = path.basename(dir)): Pro
         dtype = 'unreadable';
       }
     }
-    const family = info.family ?? (name === 'demo' ? 'demo' : 'onnx');
-    return { name, family, dtype, bytes: await folderBytes(dir), source: info.source, kind: 'onnx' };
+    return { name, family, dtype, bytes: await folderBytes(dir), source: info.source, kind: 'onnx', limits };
   }
-  for (const family of FAMILIES) {
-    const ok = await family.recognise(dir).catch(() => false);
-    if (ok)
-      return { name, family: family.id, dtype: 'source', bytes: await folderBytes(dir), kind: 'checkpoint' };
+  for (const f of FAMILIES) {
+    if (await f.recognise(dir).catch(() => false)) {
+      return { name, family, dtype: 'source', bytes: await folderBytes(dir), kind: 'checkpoint', limits };
+    }
   }
   return null;
 }

@@ -3,7 +3,9 @@
 // Synchronous, so the LoadVideoModel list in /object_info can carry it.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { isModelscopeSource, modelscopeFamily } from './modelscope/index.ts';
 import type { ModelLimits } from './types.ts';
+import { findParts, vidrdFamily } from './vidrd/index.ts';
 
 export interface ModelInfo {
   readonly family: string;
@@ -38,8 +40,34 @@ function readIndex(dir: string): Record<string, unknown> {
   }
 }
 
-/** The family and limits of the model folder `dir` (never throws; unknown folders get export limits). */
+/** Family and limits of a source checkpoint (converted on first use), from its configs. */
+function sourceInfo(dir: string): ModelInfo | undefined {
+  const parts = findParts(dir);
+  const unetConfig = parts
+    ? path.join(parts.sd, 'unet', 'config.json')
+    : path.join(dir, 'unet', 'config.json');
+  const family = parts ? vidrdFamily : isModelscopeSource(dir) ? modelscopeFamily : undefined;
+  if (family === undefined) return undefined;
+  let cfg: Record<string, unknown> = {};
+  try {
+    const v: unknown = JSON.parse(readFileSync(unetConfig, 'utf8'));
+    if (isObject(v)) cfg = v;
+  } catch {
+    // the conversion will name the problem; the listing shows the family's defaults
+  }
+  return { family: family.id, limits: family.limits(cfg) };
+}
+
+/**
+ * The family and limits of the model folder `dir`, ready to run or a checkpoint to convert (never
+ * throws; unknown folders get the limits of exports rdflow did not make).
+ */
 export function readModelInfo(dir: string): ModelInfo {
+  if (!existsSync(path.join(dir, 'unet', 'model.onnx'))) {
+    const source = sourceInfo(dir);
+    if (source !== undefined) return source;
+    if (path.basename(dir) === 'demo') return { family: 'demo', limits: DEMO_LIMITS };
+  }
   const rdflow = readIndex(dir).rdflow;
   if (isObject(rdflow) && typeof rdflow.family === 'string') {
     const limits = isObject(rdflow.limits) ? (rdflow.limits as unknown as ModelLimits) : undefined;

@@ -1,7 +1,7 @@
 // The ModelScope text-to-video family as diffusers ships it (TextToVideoSDPipeline:
 // text-to-video-ms-1.7b, the Zeroscope v2 models and their fine-tunes): CLIP text encoder,
 // UNet3DConditionModel, AutoencoderKL, DDIM scheduler, weights as safetensors or PyTorch .bin.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { buildClipTextEncoder, clipIgnore, parseClipTextConfig } from '../../convert/clip-text.ts';
 import { Net } from '../../convert/net.ts';
@@ -14,15 +14,23 @@ import { buildUNet3D, parseUNet3DConfig } from './unet3d.ts';
 
 const PIPELINE = 'TextToVideoSDPipeline';
 
-async function recognise(dir: string): Promise<boolean> {
+function readJsonSync(file: string): Record<string, unknown> {
+  try {
+    const v: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** Whether `dir` is a diffusers text-to-video checkpoint (small reads, synchronous for listings). */
+export function isModelscopeSource(dir: string): boolean {
   if (!existsSync(path.join(dir, 'model_index.json'))) return false;
   // An ONNX folder (the demo model's index also says TextToVideoSDPipeline) is already converted.
   if (existsSync(path.join(dir, 'unet', 'model.onnx'))) return false;
-  const index = await readConfig(dir, 'model_index.json');
-  if (className(index) === PIPELINE) return true;
+  if (className(readJsonSync(path.join(dir, 'model_index.json'))) === PIPELINE) return true;
   // Fine-tunes sometimes keep another pipeline name: the 3-D UNet decides.
-  if (!existsSync(path.join(dir, 'unet', 'config.json'))) return false;
-  return className(await readConfig(dir, 'unet/config.json')) === 'UNet3DConditionModel';
+  return className(readJsonSync(path.join(dir, 'unet', 'config.json'))) === 'UNet3DConditionModel';
 }
 
 async function plan(dir: string): Promise<ConversionPlan> {
@@ -114,7 +122,7 @@ function readdirSafe(dir: string): string[] {
 export const modelscopeFamily: ModelFamily = {
   id: 'modelscope',
   label: 'ModelScope text-to-video (diffusers TextToVideoSDPipeline: text-to-video-ms-1.7b, Zeroscope v2)',
-  recognise,
+  recognise: (dir) => Promise.resolve(isModelscopeSource(dir)),
   plan,
   limits: (cfg) => unetLimits(typeof cfg.in_channels === 'number' ? cfg.in_channels : 4),
 };
