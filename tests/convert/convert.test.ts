@@ -1,6 +1,7 @@
 // `rdflow convert` end to end on the upstream-made checkpoints: the ONNX folder it writes loads in
 // the runtime and reproduces the upstream outputs; safetensors and .bin sources give the same
 // bytes; nothing is left behind by a failed, refused or interrupted conversion.
+import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -217,6 +218,26 @@ describe('rdflow convert: bad input leaves nothing behind', () => {
     expect(msg).toMatch(/unexpected keys \(1\): extra\.weight/);
     expect(msg).toMatch(/conv_out\.bias: checkpoint \[5\], config implies \[4\]/);
     expect(existsSync(dest)).toBe(false);
+  });
+
+  it('a full disk is named and leaves nothing behind', async (ctx) => {
+    // A 1 MiB tmpfs: the UNet's weights (2.8 MB) cannot fit. Mounting needs root, as CI runs.
+    const mnt = parent();
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mnt], { stdio: 'pipe' });
+    } catch (e) {
+      if (process.env.CI === 'true') throw e;
+      ctx.skip(); // not root here: CI (root) runs it
+      return;
+    }
+    try {
+      await expect(convertModel(MS, path.join(mnt, 'out'))).rejects.toThrow(
+        /disk full while writing \w+\/model\.onnx/,
+      );
+      expect(readdirSync(mnt)).toEqual([]);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
   });
 
   it('an interrupted conversion removes its temporary folder and writes no DEST', async () => {
