@@ -253,8 +253,20 @@ describe('openComponentWeights', () => {
     const d = folder();
     writeFileSync(path.join(d, 'config.json'), '{}');
     await expect(openComponentWeights(d, 'vae')).rejects.toThrow(
-      'vae: no weights found (looked for model.safetensors, diffusion_pytorch_model.safetensors, *.safetensors.index.json, pytorch_model.bin, diffusion_pytorch_model.bin, *.bin.index.json)',
+      'vae: no weights found (looked for model.safetensors, diffusion_pytorch_model.safetensors, *.safetensors.index.json, pytorch_model.bin, diffusion_pytorch_model.bin, *.bin.index.json, variants such as diffusion_pytorch_model.fp16.safetensors)',
     );
+  });
+
+  it('opens a variant download (diffusion_pytorch_model.fp16.safetensors) when the plain files are absent', async () => {
+    const d = folder();
+    await shard(d, 'diffusion_pytorch_model.fp16.safetensors', { w: A });
+    const s = await openComponentWeights(d, 'unet/');
+    try {
+      expect(s.tensors.get('w')!.file).toBe('unet/diffusion_pytorch_model.fp16.safetensors');
+      expect(Array.from(await s.read('w'))).toEqual(Array.from(A));
+    } finally {
+      await s.close();
+    }
   });
 
   it('a key in two shards, a missing shard, and a key not where the index says are errors naming them', async () => {

@@ -132,7 +132,19 @@ export async function openComponentWeights(dir: string, label: string = dir): Pr
   if (pt !== undefined) return openTorchCheckpoint(path.join(dir, pt), `${prefix}${pt}`);
   const ptIndex = index('.bin.index.json');
   if (ptIndex !== undefined) return openSharded(dir, ptIndex, prefix);
+  // A variant download (from_pretrained(..., variant="fp16") files such as
+  // diffusion_pytorch_model.fp16.safetensors) when the plain files are absent.
+  const variant = (ext: string) =>
+    names
+      .filter(
+        (n) => /^(model|diffusion_pytorch_model|pytorch_model)\.[a-z0-9_]+\./.test(n) && n.endsWith(ext),
+      )
+      .sort()[0];
+  const stVariant = variant('.safetensors');
+  if (stVariant !== undefined) return openSafetensors(path.join(dir, stVariant), `${prefix}${stVariant}`);
+  const ptVariant = variant('.bin');
+  if (ptVariant !== undefined) return openTorchCheckpoint(path.join(dir, ptVariant), `${prefix}${ptVariant}`);
   throw new Error(
-    `${label}: no weights found (looked for ${[...SINGLE_SAFETENSORS, '*.safetensors.index.json', ...SINGLE_TORCH, '*.bin.index.json'].join(', ')})`,
+    `${label}: no weights found (looked for ${[...SINGLE_SAFETENSORS, '*.safetensors.index.json', ...SINGLE_TORCH, '*.bin.index.json', 'variants such as diffusion_pytorch_model.fp16.safetensors'].join(', ')})`,
   );
 }
