@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseArgs as parseNodeArgs, type ParseArgsConfig } from 'node:util';
 import { makeDirs } from '../nodes/lib/video/paths.ts';
 import type { AnyNodeDef, NodePaths, UiOutput } from './engine/define.ts';
 import { createEngine, toApiPrompt, WorkflowFormatError } from './engine/index.ts';
@@ -25,15 +25,124 @@ export interface CliOptions {
   signal?: AbortSignal;
 }
 
-const USAGE = `Usage:
-  rdflow run WORKFLOW.json [--set NODE_ID.INPUT=VALUE ...] [--out DIR] [--models-dir DIR] [--input-dir DIR]
-             [--resume | --extend N] [--checkpoint-limit SIZE]
-  rdflow runs [--clear [KEY|finished]] [--json] [--out DIR]
-  rdflow nodes [--json]
-  rdflow convert SRC DEST [--dtype float32|float16] [--force]
-  rdflow models [--models-dir DIR] [--json]
-  rdflow serve [--port 8188] [--listen ADDR] [--output-dir DIR] [--models-dir DIR] [--workflows-dir DIR] [--auth-token TOKEN] [--no-requeue]
+/**
+ * Each command's help: a synopsis, then one line per flag. `rdflow help CMD`, `rdflow CMD --help`
+ * print it, and a usage mistake prints it after the message. convert and models keep theirs in
+ * convert-cli.ts (CONVERT_USAGE, MODELS_USAGE), loaded only when asked for.
+ */
+const COMMAND_HELP: Record<string, { summary: string; help?: string }> = {
+  run: {
+    summary: 'run a workflow file (API or editor format) and print the files it wrote',
+    help: `rdflow run WORKFLOW.json [options]
+  --set NODE_ID.INPUT=VALUE  change a node's input (repeatable); VALUE is read as JSON when it parses
+  --out DIR                  output folder (default ./output)
+  --models-dir DIR           models folder (default ./models)
+  --input-dir DIR            input folder (default ./input)
+  --data-dir DIR             temporary files (default ${defaultDataDirText()})
+`,
+  },
+  nodes: {
+    summary: 'list the node types',
+    help: `rdflow nodes [--json]
+  --json                     print their /object_info instead`,
+  },
+  serve: {
+    summary: 'start the server and the editor (http://127.0.0.1:8188)',
+    help: `rdflow serve [options]
+  --port N                   port to listen on (default 8188; 0 picks a free one)
+  --listen ADDR              address to bind (default 127.0.0.1; others need --auth-token)
+  --output-dir DIR           output folder (default ./output)
+  --input-dir DIR            input folder (default ./input)
+  --models-dir DIR           models folder (default ./models)
+  --workflows-dir DIR        workflow files the editor lists (default the shipped workflows/)
+  --data-dir DIR             queue, history and cache files (default ${defaultDataDirText()})
+  --auth-token TOKEN         require this token (else RDFLOW_AUTH_TOKEN)
+  --no-requeue               mark a prompt running at a crash failed instead of queuing it again`,
+  },
+  convert: { summary: 'convert a diffusers or VidRD checkpoint to an ONNX model folder' },
+  models: { summary: 'list the models folder: ONNX models and convertible checkpoints' },
+};
+
+const HELP_FLAGS = `  -h, --help                 this help`;
+
+/** A command's help text (convert and models from convert-cli.ts). */
+async function commandHelp(command: string): Promise<string> {
+  const own = COMMAND_HELP[command]?.help;
+  if (own !== undefined)
+    return `Usage: ${own}
+${HELP_FLAGS}
 `;
+  const { CONVERT_USAGE, MODELS_USAGE } = await import('./convert-cli.ts');
+  const usage = command === 'convert' ? CONVERT_USAGE : MODELS_USAGE;
+  return `Usage: ${usage}
+${HELP_FLAGS}
+`;
+}
+
+function generalHelp(): string {
+  const width = Math.max(...Object.keys(COMMAND_HELP).map((c) => c.length));
+  const list = Object.entries(COMMAND_HELP)
+    .map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`)
+    .join('\n');
+  return `Usage: rdflow COMMAND [options]
+
+Commands:
+${list}
+
+  rdflow help COMMAND (or rdflow COMMAND --help) lists a command's options.
+  rdflow --version prints the version.
+`;
+}
+
+/** package.json's version. */
+export function rdflowVersion(): string {
+  const file = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'package.json');
+  return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+}
+
+/** Where `rdflow serve` keeps its data without --data-dir: the platform's per-user data folder. */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env, platform = process.platform): string {
+  const home = env.HOME ?? env.USERPROFILE ?? '.';
+  if (platform === 'win32')
+    return path.join(env.LOCALAPPDATA ?? path.join(home, 'AppData', 'Local'), 'rdflow');
+  if (platform === 'darwin') return path.join(home, 'Library', 'Application Support', 'rdflow');
+  const xdg = env.XDG_DATA_HOME;
+  return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(home, '.local', 'share'), 'rdflow');
+}
+
+function defaultDataDirText(): string {
+  if (process.platform === 'win32') return '%LOCALAPPDATA%\\rdflow';
+  if (process.platform === 'darwin') return '~/Library/Application Support/rdflow';
+  return '$XDG_DATA_HOME/rdflow, else ~/.local/share/rdflow';
+}
+
+/** An unknown option, named with the command's valid ones. */
+class UnknownOptionError extends Error {
+  constructor(
+    readonly option: string,
+    readonly valid: readonly string[],
+  ) {
+    super(`unknown option '${option}'`);
+  }
+}
+
+/**
+ * node:util's parseArgs, with an unknown option reported with the options the command takes (its
+ * own message names only the unknown one).
+ */
+function parseArgs<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseNodeArgs<T>> {
+  try {
+    return parseNodeArgs(config);
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw err;
+    const option = /'([^']+)'/.exec((err as Error).message)?.[1] ?? '?';
+    const valid = Object.entries(config.options ?? {}).flatMap(([name, o]) => [
+      `--${name}`,
+      ...(o.short ? [`-${o.short}`] : []),
+    ]);
+    throw new UnknownOptionError(option, valid);
+  }
+}
 
 /** Exit codes: 0 ok, 1 a node failed, 2 bad usage or an invalid workflow, 130 interrupted. */
 export const EXIT = { ok: 0, failed: 1, invalid: 2, interrupted: 130 } as const;
@@ -55,14 +164,20 @@ async function loadNodes(opts: CliOptions): Promise<readonly AnyNodeDef[]> {
   return shippedNodes;
 }
 
-/** Folders relative to cwd: ./output, ./input, ./models; temp beside the output dir. */
-export function cliPaths(cwd: string, o: { out?: string; input?: string; models?: string }): NodePaths {
+/**
+ * Folders relative to cwd: ./output, ./input, ./models; temp files (spill cache, previews) under
+ * the data dir (--data-dir, else the platform's per-user data folder), not beside the output.
+ */
+export function cliPaths(
+  cwd: string,
+  o: { out?: string; input?: string; models?: string; data?: string },
+): NodePaths {
   const output = path.resolve(cwd, o.out ?? 'output');
   return {
     output,
     input: path.resolve(cwd, o.input ?? 'input'),
     models: path.resolve(cwd, o.models ?? 'models'),
-    temp: path.join(path.dirname(output), '.rdflow', 'temp'),
+    temp: path.join(path.resolve(cwd, o.data ?? defaultDataDir()), 'temp'),
   };
 }
 
@@ -82,8 +197,16 @@ export function unwritableFolder(dir: string): string | undefined {
   }
 }
 
-/** `--set 5.steps=20`: JSON when it parses (numbers, booleans, lists), else the raw string. */
-export function applySets(prompt: ApiPrompt, sets: readonly string[]): ApiPrompt {
+/**
+ * `--set 5.steps=20`: JSON when it parses (numbers, booleans, lists), else the raw string. The
+ * node must be in the workflow and, when `nodes` is given, the input one its type declares: a
+ * typo is an error naming what there is, not a value the run silently ignores.
+ */
+export function applySets(
+  prompt: ApiPrompt,
+  sets: readonly string[],
+  nodes?: readonly AnyNodeDef[],
+): ApiPrompt {
   const out: ApiPrompt = structuredClone(prompt);
   for (const set of sets) {
     const eq = set.indexOf('=');
@@ -92,8 +215,24 @@ export function applySets(prompt: ApiPrompt, sets: readonly string[]): ApiPrompt
     const nodeId = set.slice(0, dot);
     const input = set.slice(dot + 1, eq);
     const raw = set.slice(eq + 1);
-    if (!out[nodeId]) throw new UsageError(`--set ${set}: the workflow has no node ${nodeId}`);
+    // Own keys only: `constructor` or `__proto__` are no node ids, whatever Object.prototype says.
+    if (!Object.hasOwn(out, nodeId)) {
+      const ids = Object.keys(out).map((id) => `${id} (${out[id].class_type})`);
+      throw new UsageError(
+        `--set ${set}: the workflow has no node ${nodeId}; its nodes are ${ids.join(', ')}`,
+      );
+    }
     if (input === '') throw new UsageError(`--set ${set}: no input name`);
+    const classType = out[nodeId].class_type;
+    const def = nodes?.find((n) => n.name === classType);
+    const declared = def
+      ? [...Object.keys(def.inputs.required), ...Object.keys(def.inputs.optional ?? {})]
+      : [];
+    if (def ? !declared.includes(input) : input in Object.prototype)
+      throw new UsageError(
+        `--set ${set}: node ${nodeId} (${classType}) has no input '${input}'` +
+          (def ? `; its inputs are ${declared.join(', ') || '(none)'}` : ''),
+      );
     let value: unknown = raw;
     try {
       value = JSON.parse(raw);
@@ -101,7 +240,13 @@ export function applySets(prompt: ApiPrompt, sets: readonly string[]): ApiPrompt
       // a plain string
     }
     // A list constant must be wrapped, or [id, index] would read as a link.
-    out[nodeId].inputs[input] = Array.isArray(value) ? { __value__: value } : value;
+    // defineProperty: a plain assignment to a key like __proto__ would set the prototype.
+    Object.defineProperty(out[nodeId].inputs, input, {
+      value: Array.isArray(value) ? { __value__: value } : value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
   return out;
 }
@@ -281,14 +426,10 @@ async function cmdRun(
       out: { type: 'string' },
       'models-dir': { type: 'string' },
       'input-dir': { type: 'string' },
-      resume: { type: 'boolean', default: false },
-      extend: { type: 'string' },
-      'checkpoint-limit': { type: 'string' },
+      'data-dir': { type: 'string' },
     },
   });
   if (positionals.length !== 1) throw new UsageError('rdflow run needs exactly one workflow file');
-  if (values.resume && values.extend !== undefined)
-    throw new UsageError('--resume and --extend exclude each other');
   const cwd = opts.cwd ?? process.cwd();
   const file = path.resolve(cwd, positionals[0]);
   let json: unknown;
@@ -305,7 +446,7 @@ async function cmdRun(
   const nodes = await loadNodes(opts);
   let prompt: ApiPrompt;
   try {
-    prompt = applySets(toApiPrompt(json, nodes), values.set);
+    prompt = applySets(toApiPrompt(json, nodes), values.set, nodes);
   } catch (err) {
     if (err instanceof WorkflowFormatError || err instanceof UsageError) {
       stderr.write(`${positionals[0]}: ${err.message}\n`);
@@ -314,38 +455,23 @@ async function cmdRun(
     throw err;
   }
 
-  const paths = cliPaths(cwd, { out: values.out, input: values['input-dir'], models: values['models-dir'] });
+  const paths = cliPaths(cwd, {
+    out: values.out,
+    input: values['input-dir'],
+    models: values['models-dir'],
+    data: values['data-dir'],
+  });
   for (const [dir, what] of [
     [paths.output, 'output folder'],
-    [paths.temp, 'temp folder beside it'],
+    [paths.temp, 'temp folder'],
   ] as const) {
     const why = unwritableFolder(dir);
     if (why !== undefined) {
-      stderr.write(`rdflow: cannot write the ${what} ${dir} (${why}); choose another with --out DIR\n`);
+      const flag = dir === paths.output ? '--out' : '--data-dir';
+      stderr.write(`rdflow: cannot write the ${what} ${dir} (${why}); choose another with ${flag} DIR\n`);
       return EXIT.invalid;
     }
   }
-  // Checkpoints after each clip (.rdflow/runs beside the output); --resume / --extend continue one.
-  const runs = await import('./runs/cli.ts');
-  const { CheckpointStore } = await import('./runs/store.ts');
-  const store = new CheckpointStore(
-    runs.runsDir(paths),
-    runs.nodeKinds(nodes),
-    runs.checkpointLimit(values['checkpoint-limit']),
-    (key, why) => stderr.write(`rdflow: removed checkpoint ${key} (${why})\n`),
-  );
-  let from: string | undefined;
-  if (values.resume || values.extend !== undefined) {
-    try {
-      const chosen = runs.chooseResume(store, prompt, file, values.extend);
-      prompt = chosen.prompt;
-      from = chosen.from;
-    } catch (err) {
-      stderr.write(`rdflow: ${(err as Error).message}\n`);
-      return EXIT.invalid;
-    }
-  }
-  const checkpoint = store.open(prompt, { source: file, resume: from !== undefined, from });
   // One prompt per process: nothing re-runs here, so the disk tier (which exists so that re-runs
   // can reuse loop-body outputs) would only cost a serialize and a file write per body output.
   const engine = createEngine({ nodes, paths, spillBytes: 0 });
@@ -362,15 +488,12 @@ async function cmdRun(
       signal: controller.signal,
       // The terminal shows no images: nodes need not encode previews (a PNG per clip).
       previews: false,
-      checkpoints: checkpoint,
       onEvent: (e) => {
         if (e.type === 'execution_error') errorEvent = e;
         reporter.onEvent(e);
       },
     });
     reporter.finish();
-    if (result.status === 'success') checkpoint.finish();
-    else checkpoint.stop();
     switch (result.status) {
       case 'invalid':
         stderr.write(formatValidationErrors(prompt, result.validation.error, result.validation.nodeErrors));
@@ -379,15 +502,8 @@ async function cmdRun(
         stderr.write(
           `Interrupted${result.nodeId ? ` in node ${result.nodeId} (${classOf(result.nodeId)})` : ''}\n`,
         );
-        if (store.get(checkpoint.key)) {
-          stderr.write(`Continue from the last finished clip with: rdflow run ${positionals[0]} --resume\n`);
-        }
         return EXIT.interrupted;
       case 'error': {
-        if (errorEvent?.exceptionType === 'ResumeRefusedError') {
-          stderr.write(`rdflow: ${result.message}\n`);
-          return EXIT.invalid;
-        }
         stderr.write(`Error in node ${result.nodeId} (${classOf(result.nodeId)}): ${result.message}\n`);
         if (errorEvent && errorEvent.exceptionType !== 'Error')
           stderr.write(`  (${errorEvent.exceptionType})\n`);
@@ -441,6 +557,8 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
       'auth-token': { type: 'string' },
       // A prompt running when the server died is queued again once by default; this marks it failed.
       'no-requeue': { type: 'boolean', default: false },
+      // Queue, history, spill cache and temp files; default the platform's per-user data folder.
+      'data-dir': { type: 'string' },
     },
   });
   const port = Number(values.port);
@@ -452,6 +570,7 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
     input: values['input-dir'],
     models: values['models-dir'],
   });
+  const dataDir = path.resolve(cwd, values['data-dir'] ?? defaultDataDir());
   // The server module is imported only when serving: `run` and `nodes` need none of it.
   const api = (await import('./api/index.ts')) as {
     startServer(o: {
@@ -464,6 +583,8 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
       authToken?: string;
       nodes?: readonly AnyNodeDef[];
       requeueCrashed?: boolean;
+      dataDir?: string;
+      tempDir?: string;
     }): Promise<{ url: string; close(): Promise<void> }>;
   };
   const server = await api.startServer({
@@ -472,6 +593,8 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
     outputDir: paths.output,
     inputDir: paths.input,
     modelsDir: paths.models,
+    dataDir,
+    tempDir: path.join(dataDir, 'temp'),
     // Relative to the cwd like the other folders; absent, the server uses the repo's workflows/.
     workflowsDir:
       values['workflows-dir'] === undefined ? undefined : path.resolve(cwd, values['workflows-dir']),
@@ -504,16 +627,19 @@ export async function runCli(argv: readonly string[], opts: CliOptions = {}): Pr
   const stderr = opts.stderr ?? process.stderr;
   const [command, ...args] = argv;
   try {
+    // `rdflow CMD --help` (before any `--`) is that command's help, whatever else is given.
+    const beforeDashes = args.indexOf('--') < 0 ? args : args.slice(0, args.indexOf('--'));
+    if (command !== undefined && Object.hasOwn(COMMAND_HELP, command)) {
+      if (beforeDashes.includes('--help') || beforeDashes.includes('-h')) {
+        stdout.write(await commandHelp(command));
+        return EXIT.ok;
+      }
+    }
     switch (command) {
       case 'run':
         return await cmdRun(args, opts, stdout, stderr);
       case 'nodes':
         return await cmdNodes(args, opts, stdout);
-      case 'runs': {
-        const { cmdRuns } = await import('./runs/cli.ts');
-        const cwd = opts.cwd ?? process.cwd();
-        return cmdRuns(args, cwd, stdout, (out) => cliPaths(cwd, { out }).output);
-      }
       case 'serve':
         return await cmdServe(args, opts, stdout);
       case 'convert': {
@@ -524,12 +650,24 @@ export async function runCli(argv: readonly string[], opts: CliOptions = {}): Pr
         const { cmdModels } = await import('./convert-cli.ts');
         return await cmdModels(args, opts.cwd ?? process.cwd(), stdout);
       }
-      case undefined:
-      case 'help':
+      case 'help': {
+        const topic = args[0];
+        if (topic === undefined) stdout.write(generalHelp());
+        else if (Object.hasOwn(COMMAND_HELP, topic)) stdout.write(await commandHelp(topic));
+        else throw new UsageError(`no command '${topic}'`);
+        return EXIT.ok;
+      }
       case '--help':
       case '-h':
-        stdout.write(USAGE);
-        return command === undefined ? EXIT.invalid : EXIT.ok;
+        stdout.write(generalHelp());
+        return EXIT.ok;
+      case '--version':
+      case '-v':
+        stdout.write(`rdflow ${rdflowVersion()}\n`);
+        return EXIT.ok;
+      case undefined:
+        stderr.write(generalHelp());
+        return EXIT.invalid;
       default:
         throw new UsageError(`unknown command '${command}'`);
     }
@@ -537,8 +675,26 @@ export async function runCli(argv: readonly string[], opts: CliOptions = {}): Pr
     // parseArgs reports unknown options with this code; both are the user's to fix.
     const code = (err as { code?: unknown }).code;
     const usage = err instanceof UsageError || (err instanceof Error && err.name === 'UsageError');
+    const known = command !== undefined && Object.hasOwn(COMMAND_HELP, command);
+    if (err instanceof UnknownOptionError || code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      // convert/models parse their own arguments: their valid options are the flags their help lists.
+      const help = known ? await commandHelp(command) : generalHelp();
+      const option =
+        err instanceof UnknownOptionError
+          ? err.option
+          : (/'([^']+)'/.exec((err as Error).message)?.[1] ?? '?');
+      const valid =
+        err instanceof UnknownOptionError
+          ? [...err.valid, '--help']
+          : [...new Set(help.match(/(?<![\w-])--[a-z][a-z0-9-]*/g) ?? [])];
+      stderr.write(
+        `rdflow ${command}: unknown option '${option}'; valid options: ${valid.join(', ')}\n${help}`,
+      );
+      return EXIT.invalid;
+    }
     if (usage || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))) {
-      stderr.write(`rdflow: ${(err as Error).message}\n${USAGE}`);
+      const help = known ? await commandHelp(command) : generalHelp();
+      stderr.write(`rdflow: ${(err as Error).message}\n${help}`);
       return EXIT.invalid;
     }
     stderr.write(`rdflow: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -178,6 +178,94 @@ describe('rdflow run', () => {
   });
 });
 
+describe('help, version and usage mistakes', () => {
+  test('--help, -h and help list the commands; help CMD and CMD --help list its flags', async () => {
+    for (const argv of [['--help'], ['-h'], ['help']]) {
+      const r = await cli(argv);
+      expect(r.code).toBe(0);
+      for (const cmd of ['run', 'nodes', 'serve', 'convert', 'models'])
+        expect(r.out).toMatch(new RegExp(`^  ${cmd} `, 'm'));
+    }
+    const run = await cli(['help', 'run']);
+    expect(run.code).toBe(0);
+    for (const flag of ['--set', '--out', '--models-dir', '--input-dir', '--data-dir', '--help'])
+      expect(run.out).toContain(flag);
+    expect((await cli(['run', '--help'])).out).toBe(run.out);
+    expect((await cli(['run', 'x.json', '-h'])).out).toBe(run.out);
+    const serve = await cli(['serve', '--help']);
+    for (const flag of ['--port', '--listen', '--output-dir', '--data-dir', '--auth-token', '--no-requeue'])
+      expect(serve.out).toContain(flag);
+    expect((await cli(['nodes', '--help'])).out).toContain('--json');
+    expect((await cli(['help', 'convert'])).out).toContain('--dtype');
+    expect((await cli(['models', '--help'])).out).toContain('--models-dir');
+    const none = await cli(['help', 'frobnicate']);
+    expect(none.code).toBe(2);
+    expect(none.err).toContain("no command 'frobnicate'");
+  });
+
+  test('--version prints package.json version', async () => {
+    const pkg = JSON.parse(
+      fs.readFileSync(path.join(import.meta.dirname, '..', '..', 'package.json'), 'utf8'),
+    ) as {
+      version: string;
+    };
+    const r = await cli(['--version']);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe(`rdflow ${pkg.version}\n`);
+  });
+
+  test('an unknown option names itself and the valid options of its command', async () => {
+    const run = await cli(['run', 'x.json', '--bogus']);
+    expect(run.code).toBe(2);
+    expect(run.err).toMatch(
+      /^rdflow run: unknown option '--bogus'; valid options: --set, --out, --models-dir/,
+    );
+    const nodes = await cli(['nodes', '--jsn']);
+    expect(nodes.err).toMatch(/^rdflow nodes: unknown option '--jsn'; valid options: --json, --help\n/);
+    const models = await cli(['models', '--dir', 'x']);
+    expect(models.code).toBe(2);
+    expect(models.err).toMatch(
+      /^rdflow models: unknown option '--dir'; valid options: --models-dir, --json, --help\n/,
+    );
+    const convert = await cli(['convert', 'a', 'b', '--fp16']);
+    expect(convert.err).toMatch(
+      /^rdflow convert: unknown option '--fp16'; valid options: .*--dtype.*--force/,
+    );
+  });
+});
+
+describe('rdflow run --set', () => {
+  test('an unknown node id names the workflow nodes; an unknown input names the node type inputs', async () => {
+    const file = writeWorkflow('loop.json', loopWorkflow);
+    const node = await cli(['run', file, '--set', '7.value=1']);
+    expect(node.code).toBe(2);
+    expect(node.err).toContain(
+      'the workflow has no node 7; its nodes are 1 (LoopStart), 2 (TestSlow), 3 (TestFileWriter), 4 (LoopEnd)',
+    );
+    const input = await cli(['run', file, '--set', '3.filename=x']);
+    expect(input.code).toBe(2);
+    expect(input.err).toMatch(
+      /node 3 \(TestFileWriter\) has no input 'filename'; its inputs are value, filename_prefix/,
+    );
+    expect(input.log.runs).toEqual([]);
+  });
+
+  test('prototype names are unknown ids and inputs, exit 2, not a crash', async () => {
+    const file = writeWorkflow('loop.json', loopWorkflow);
+    for (const set of ['constructor.x=1', '__proto__.x=1', 'toString.x=1', 'hasOwnProperty.x=1']) {
+      const r = await cli(['run', file, '--set', set]);
+      expect(r.code, set).toBe(2);
+      expect(r.err, set).toContain(`no node ${set.split('.')[0]}; its nodes are 1 (LoopStart)`);
+    }
+    for (const set of ['3.__proto__=1', '3.constructor={"a":1}']) {
+      const r = await cli(['run', file, '--set', set]);
+      expect(r.code, set).toBe(2);
+      expect(r.err, set).toContain(`has no input '${set.slice(2, set.indexOf('='))}'`);
+    }
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+});
+
 describe('rdflow nodes', () => {
   test('lists node types, or their /object_info with --json', async () => {
     const list = await cli(['nodes']);
