@@ -79,8 +79,7 @@ function show(v: unknown): string {
     if (Array.isArray(shape)) return `shape [${shape.join(', ')}]`;
     return Array.isArray(v) ? `a list of ${v.length}` : 'an object';
   }
-  const s = typeof v === 'string' ? JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v) : String(v);
-  return s;
+  return typeof v === 'string' ? JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v) : String(v);
 }
 
 function messageOf(e: unknown): string {
@@ -148,7 +147,8 @@ export function costProblems(
   const problems: CostProblem[] = [];
   for (const c of costs) {
     const max = limits[c.resource];
-    if (max === undefined || !Number.isFinite(c.amount)) continue;
+    // NaN: not computable from what is known; Infinity is simply over any limit.
+    if (max === undefined || Number.isNaN(c.amount)) continue;
     const unit = c.unit ? ` ${c.unit}` : '';
     const head = `Input '${c.input}' = ${show(inputs[c.input])}: `;
     if (c.resource === 'totalFrames') {
@@ -165,7 +165,7 @@ export function costProblems(
       continue;
     }
     if (c.amount <= max) continue;
-    let message = `${head}${c.what} exceed${c.amount === 1 ? 's' : ''} the ${source} limit of ${max}${unit} (allowed: at most ${max}).`;
+    let message = `${head}${c.what} exceed the ${source} limit of ${max}${unit} (allowed: at most ${max}).`;
     if (c.resource === 'clipPixels') {
       // Decoded frames are float32 RGB: 12 bytes per pixel-frame.
       const gib = ((c.amount * 12) / 2 ** 30).toFixed(1);
