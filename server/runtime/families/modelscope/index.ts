@@ -26,8 +26,11 @@ function readJsonSync(file: string): Record<string, unknown> {
 /** Whether `dir` is a diffusers text-to-video checkpoint (small reads, synchronous for listings). */
 export function isModelscopeSource(dir: string): boolean {
   if (!existsSync(path.join(dir, 'model_index.json'))) return false;
-  // An ONNX folder (the demo model's index also says TextToVideoSDPipeline) is already converted.
-  if (existsSync(path.join(dir, 'unet', 'model.onnx'))) return false;
+  // An ONNX folder (its index may also say TextToVideoSDPipeline), even one missing a part, is not
+  // a checkpoint: its validation names what is missing.
+  const onnxParts = ['unet/model.onnx', 'text_encoder/model.onnx', 'vae_decoder'];
+  if (onnxParts.some((p) => existsSync(path.join(dir, p)))) return false;
+  if (!existsSync(path.join(dir, 'unet', 'config.json'))) return false;
   if (className(readJsonSync(path.join(dir, 'model_index.json'))) === PIPELINE) return true;
   // Fine-tunes sometimes keep another pipeline name: the 3-D UNet decides.
   return className(readJsonSync(path.join(dir, 'unet', 'config.json'))) === 'UNet3DConditionModel';
