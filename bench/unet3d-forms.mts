@@ -274,9 +274,12 @@ async function tiny(): Promise<void> {
     const src = await openSafetensors(path.join(TINY_DIR, 'diffusion_pytorch_model.safetensors'));
     const net = new Net(src, { name: 'unet' });
     buildUNet3D(net, cfg, { attention });
+    sources.push(src);
     return net;
   };
+  const sources: WeightSource[] = [];
   await compareAttention('tiny [2,4,8,16,16]', make, feeds(cfg, 2, 8, 16), 15);
+  for (const s of sources) await s.close();
 }
 
 async function mid(): Promise<void> {
@@ -428,29 +431,29 @@ async function groupnorm(): Promise<void> {
   }
 }
 
-/** One call of a text-to-video-ms-1.7b-shaped UNet (random weights), matmul attention. */
+/**
+ * Calls of a text-to-video-ms-1.7b-shaped UNet (random weights, default attention form) at the
+ * shapes in SHAPES ("batch x frames x size", comma-separated; default 1x16x32).
+ */
 async function full(): Promise<void> {
-  const frames = Number(process.env.FRAMES ?? 16);
-  const size = Number(process.env.SIZE ?? 32);
-  const batch = Number(process.env.BATCH ?? 1);
-  const gf = unet3dFlops(MS17B, batch, frames, size, size) / 1e9;
+  const shapes = (process.env.SHAPES ?? '1x16x32').split(',').map((t) => t.split('x').map(Number));
   const net = new RandomNet('unet');
-  buildUNet3D(net, MS17B, { attention: (process.env.ATTN ?? 'matmul') as AttentionForm });
-  console.log(
-    `ms-1.7b-shaped: ${(net.b.lazyBytes() / 1e9).toFixed(2)} GB float32 weights; [${batch},4,${frames},${size},${size}] ≈ ${gf.toFixed(0)} GFLOP`,
-  );
+  const attention = process.env.ATTN as AttentionForm | undefined;
+  buildUNet3D(net, MS17B, attention === undefined ? {} : { attention });
+  console.log(`ms-1.7b-shaped: ${(net.b.lazyBytes() / 1e9).toFixed(2)} GB float32 weights`);
   const t0 = performance.now();
   const o = await open(net);
   console.log(`  written and opened in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  const input = feeds(MS17B, batch, frames, size);
-  const times: number[] = [];
-  for (let r = 0; r < Number(process.env.REPS ?? 2); r++) {
-    times.push(await timeRuns(o.session, input));
-    console.log(`  call ${r + 1}: ${(times[r] / 1000).toFixed(1)} s`);
+  for (const [batch, frames, size] of shapes) {
+    const gf = unet3dFlops(MS17B, batch, frames, size, size) / 1e9;
+    const input = feeds(MS17B, batch, frames, size);
+    const times: number[] = [];
+    for (let r = 0; r < Number(process.env.REPS ?? 2); r++) times.push(await timeRuns(o.session, input));
+    const m = median(times) / 1000;
+    console.log(
+      `  [${batch},4,${frames},${size},${size}] ≈ ${gf.toFixed(0)} GFLOP: ${times.map((t) => (t / 1000).toFixed(1)).join(', ')} s; median ${m.toFixed(1)} s, ${(gf / m).toFixed(0)} GFLOP/s`,
+    );
   }
-  console.log(
-    `  median ${(median(times) / 1000).toFixed(1)} s, ${(gf / (median(times) / 1000)).toFixed(0)} GFLOP/s`,
-  );
   await o.dispose();
 }
 

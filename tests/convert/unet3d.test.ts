@@ -159,9 +159,9 @@ describe('UNet3DConditionModel (modelscope-tiny)', () => {
   });
 });
 
-describe('MultiHeadAttention form', () => {
-  it('matches diffusers like the MatMul form', async () => {
-    const { net, source } = await build('float32', { attention: 'mha' });
+describe('MatMul/Softmax attention form', () => {
+  it('matches diffusers like the default MultiHeadAttention form', async () => {
+    const { net, source } = await build('float32', { attention: 'matmul' });
     const s = await openNet(net);
     try {
       for (const c of unetCases()) {

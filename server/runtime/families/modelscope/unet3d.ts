@@ -137,7 +137,12 @@ export function parseUNet3DConfig(json: unknown, file: string): UNet3DConfig {
 }
 
 export interface UNet3DBuildOptions {
-  /** Attention form (default: the one measured faster on onnxruntime CPU, see bench/unet3d-forms.mts). */
+  /**
+   * Attention form. Default 'mha': on onnxruntime CPU both forms take the same time (within 5 %,
+   * bench/unet3d-forms.mts), the fused operator needs half the Transposes, and onnxruntime's GPU
+   * providers have fused attention kernels for it (not measured here). 'matmul' is plain ONNX, for
+   * runtimes without onnxruntime's contrib operators.
+   */
   attention?: AttentionForm;
 }
 
@@ -167,7 +172,7 @@ export function buildUNet3D(net: Net, cfg: UNet3DConfig, opts: UNet3DBuildOption
     net,
     batch: net.shape(sample, 0, 1),
     frames: net.shape(sample, 2, 3),
-    attention: opts.attention ?? 'matmul',
+    attention: opts.attention ?? 'mha',
   };
   const context: BlockContext = { value: text, dim: cfg.cross_attention_dim };
 
