@@ -7,6 +7,7 @@ import { loadVideoModelNode } from './load-video-model.ts';
 import { loopEndNode, loopStartNode } from './loop.ts';
 import { noiseInitNode } from './noise-init.ts';
 import { pnsNoiseNode } from './pns-noise.ts';
+import { promptScheduleNode } from './prompt-schedule.ts';
 import { saveLatentNode } from './save-latent.ts';
 import { textEncodeNode } from './text-encode.ts';
 import { intMathNode } from './utility.ts';
@@ -16,6 +17,7 @@ import { videoWriteNode } from './video-write.ts';
 export const allNodes: readonly AnyNodeDef[] = [
   loadVideoModelNode,
   textEncodeNode,
+  promptScheduleNode,
   noiseInitNode,
   fnrReverseNode,
   pnsNoiseNode,

@@ -236,6 +236,14 @@ export interface NodeDefinition<R extends InputSpecs, O extends InputSpecs, Out 
    * the cache signature, like ComfyUI's IS_CHANGED.
    */
   fingerprint?(inputs: Partial<RunInputs<R, O>>, env: NodeEnv): string | Promise<string>;
+  /**
+   * The part of the constant inputs that decides the result, when it is less than all of them
+   * (PromptSchedule: only the current clip's prompts and weights, not the whole schedule). The
+   * cache signature uses it in place of those inputs, so an edit that cannot change this node's
+   * result here (a later scene's prompt) keeps its signature: cached outputs and resumable clips
+   * stay valid. Linked inputs that carry constants (a loop's index) are among the constants.
+   */
+  signature?(inputs: Partial<RunInputs<R, O>>): unknown;
   run(inputs: RunInputs<R, O>, ctx: RunContext): RunResult<Out> | Promise<RunResult<Out>>;
 }
 
@@ -260,6 +268,7 @@ export interface AnyNodeDef {
   ): (object | undefined)[] | undefined | Promise<(object | undefined)[] | undefined>;
   cost?(inputs: Record<string, unknown>): Cost[];
   fingerprint?(inputs: Record<string, unknown>, env: NodeEnv): string | Promise<string>;
+  signature?(inputs: Record<string, unknown>): unknown;
   run(
     inputs: Record<string, unknown>,
     ctx: RunContext,

@@ -453,6 +453,16 @@ async function createSlot(st: RunState, scope: Scope, id: string): Promise<Slot>
   }
   const sigInputs: Record<string, string> = {};
   for (const [name, ref] of Object.entries(inputs)) sigInputs[name] = refSig(ref);
+  if (def.signature) {
+    // The node says which part of its constants decides its result: that part stands for them all.
+    const constants: Record<string, unknown> = {};
+    for (const [name, ref] of Object.entries(inputs)) {
+      if (ref.kind !== 'literal') continue;
+      constants[name] = ref.value;
+      delete sigInputs[name];
+    }
+    sigInputs['*signature'] = literalSignature(def.signature(constants));
+  }
   const slot: Slot = {
     nodeId: id,
     node,

@@ -81,7 +81,7 @@ describe('workflows/vidrd-long-video.json', () => {
 });
 
 describe('the shipped workflows as they ship (demo model, generated into a temp models folder)', () => {
-  for (const name of ['vidrd-long-video.json', 'single-clip.json']) {
+  for (const name of ['vidrd-long-video.json', 'single-clip.json', 'vidrd-scenes.json']) {
     it(`${name} validates unchanged`, async () => {
       const engine = createEngine({ nodes: allNodes, paths });
       expect(await engine.validate(readWorkflow(name))).toMatchObject({ ok: true });
@@ -89,8 +89,32 @@ describe('the shipped workflows as they ship (demo model, generated into a temp 
   }
 });
 
+describe('workflows/vidrd-scenes.json', () => {
+  const wf = readWorkflow('vidrd-scenes.json');
+
+  it('is the long-video loop with its positive prompt a schedule of scenes over the clip index', () => {
+    const [loopId, loop] = nodeOf(wf, 'LoopStart');
+    const [scheduleId, schedule] = nodeOf(wf, 'PromptSchedule');
+    const [, sampler] = nodeOf(wf, 'DDIMSampler');
+    expect(schedule.inputs.clip_index).toEqual([loopId, 1]);
+    expect(sampler.inputs.positive).toEqual([scheduleId, 0]);
+    expect(String(schedule.inputs.schedule).split('\n').length).toBeGreaterThanOrEqual(2);
+    expect(loop.inputs.iterations).toBeGreaterThanOrEqual(6);
+  });
+
+  it('runs on a small model: 3 clips, one scene change with a blend', async () => {
+    const engine = createEngine({ nodes: allNodes, paths });
+    const p = shrink(wf, { model: 'tiny', steps: 2, size: 64, clips: 3, prefix: 'scenes' });
+    const [id] = nodeOf(p, 'PromptSchedule');
+    p[id].inputs.schedule = '0: a red car\n1: a dog on the beach';
+    const r = await engine.run(p, { promptId: 'scenes' });
+    engine.close();
+    expect(r.status).toBe('success');
+  }, 60_000);
+});
+
 describe('canvas copies', () => {
-  for (const name of ['vidrd-long-video', 'single-clip']) {
+  for (const name of ['vidrd-long-video', 'single-clip', 'vidrd-scenes']) {
     const canvasFile = path.join(repoRoot, 'workflows', `${name}.canvas.json`);
     it.skipIf(!existsSync(canvasFile) && name !== 'vidrd-long-video')(
       `toApiPrompt(${name}.canvas.json) equals ${name}.json`,
