@@ -1,9 +1,11 @@
 // `rdflow` run in-process with test node types: exit codes, error listing, progress, files written.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { runCli, type CliOutput } from '../../server/cli.ts';
+import { checkPrompts, runCli, type CliOutput } from '../../server/cli.ts';
+import type { ApiPrompt } from '../../server/engine/types.ts';
 import { createTestNodes } from '../helpers/engine-nodes.ts';
 
 let dir: string;
@@ -277,4 +279,115 @@ describe('rdflow nodes', () => {
     const info = JSON.parse(json.out) as Record<string, { input_order: unknown }>;
     expect(info.IntMath.input_order).toEqual({ required: ['a', 'b', 'op'], optional: [] });
   });
+});
+
+describe('prompt checks before a run', () => {
+  const workflow = JSON.parse(
+    fs.readFileSync(path.join(import.meta.dirname, '..', '..', 'workflows', 'vidrd-long-video.json'), 'utf8'),
+  ) as ApiPrompt;
+  const withText = (positive: string, negative = 'watermark', model = 'demo'): ApiPrompt => {
+    const p = structuredClone(workflow);
+    p['1'].inputs.model = model;
+    p['2'].inputs.text = positive;
+    p['3'].inputs.text = negative;
+    return p;
+  };
+
+  test('the demo model names the positive prompt words it does not know', () => {
+    const r = checkPrompts(withText('A purple cat, jumping over the moon'), dir);
+    expect(r.errors).toEqual([]);
+    expect(r.warnings).toHaveLength(1);
+    expect(r.warnings[0]).toMatch(
+      /^node 2 \(TextEncode\): the demo model does not know 'cat', 'over', 'moon' /,
+    );
+    expect(r.warnings[0]).toContain('it knows red, green, blue');
+    // Known words (any case) and the negative prompt are not reported.
+    expect(checkPrompts(withText('Red BALL bouncing'), dir).warnings).toEqual([]);
+    // Another model has its own tokenizer: no demo vocabulary warning.
+    expect(checkPrompts(withText('a purple cat', '', 'some-export'), dir).warnings).toEqual([]);
+  });
+
+  test('an empty positive prompt is an error; an empty negative one is not', () => {
+    expect(checkPrompts(withText('  \n'), dir).errors).toEqual([
+      "node 2 (TextEncode) input 'text': the prompt is empty; the sampler needs one",
+    ]);
+    expect(checkPrompts(withText('red ball', ''), dir).errors).toEqual([]);
+  });
+
+  test('rdflow run with the shipped nodes exits 2 on an empty prompt before running anything', async () => {
+    const stdout = capture();
+    const stderr = capture();
+    const file = path.join(import.meta.dirname, '..', '..', 'workflows', 'vidrd-long-video.json');
+    const code = await runCli(['run', file, '--set', '2.text=', '--data-dir', 'data'], {
+      stdout,
+      stderr,
+      cwd: dir,
+    });
+    expect(code).toBe(2);
+    expect(stderr.text()).toContain("node 2 (TextEncode) input 'text': the prompt is empty");
+    expect(fs.existsSync(path.join(dir, 'output'))).toBe(false);
+  });
+});
+
+/** Pids of live processes whose command line contains `marker`. */
+function processesWith(marker: string): number[] {
+  const found: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8');
+      const state = /^State:\s+(\S)/m.exec(fs.readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1];
+      if (cmd.includes(marker) && state !== 'Z') found.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+describe.runIf(process.platform === 'linux')('Ctrl-C', () => {
+  test('npx rdflow run interrupted mid-run leaves no child process (ffmpeg, workers)', async () => {
+    const repo = path.join(import.meta.dirname, '..', '..');
+    const out = path.join(dir, 'renders');
+    // npx in its own process group, as a shell runs a foreground job; Ctrl-C signals the whole group.
+    const child = spawn(
+      'npx',
+      [
+        'rdflow',
+        'run',
+        path.join(repo, 'workflows', 'vidrd-long-video.json'),
+        '--set',
+        '5.iterations=200',
+        '--set',
+        '6.steps=2',
+        '--out',
+        out,
+        '--models-dir',
+        path.join(dir, 'models'),
+        '--data-dir',
+        path.join(dir, 'data'),
+      ],
+      { cwd: repo, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let log = '';
+    child.stdout.on('data', (d: Buffer) => (log += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
+    const exited = new Promise<string>((resolve) =>
+      child.on('exit', (code, signal) => resolve(signal ?? String(code))),
+    );
+    // Mid-run: a clip past the first is being sampled, so the video writers' ffmpeg processes run.
+    while (!/clip 3\/200/.test(log)) {
+      if (child.exitCode !== null) throw new Error(`rdflow ended early:\n${log}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const running = processesWith(out);
+    expect(running.length).toBeGreaterThanOrEqual(2); // the rdflow process and its ffmpeg writers
+    process.kill(-child.pid!, 'SIGINT');
+    const ended = await exited;
+    expect(log).toContain('Interrupted');
+    // rdflow exits 130; npm then ends itself with the same signal, as a shell's job would.
+    expect(['130', 'SIGINT']).toContain(ended);
+    expect(processesWith(out)).toEqual([]);
+    expect(processesWith(path.join(dir, 'data'))).toEqual([]);
+  }, 120_000);
 });
