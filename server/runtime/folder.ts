@@ -25,6 +25,11 @@ export const LAYOUT = {
 
 export const DEFAULT_SCALING_FACTOR = 0.18215;
 
+/** Said with a missing ONNX part: the folder is made whole by converting the upstream checkpoint. */
+const HOW_TO_MAKE =
+  'a model folder needs text_encoder/, unet/ and vae_decoder/ ONNX models; make them from a diffusers ' +
+  'or VidRD checkpoint with "rdflow convert <diffusers folder> <dest>"';
+
 /** Folders under `modelsDir` that look like model folders (have model_index.json), sorted. */
 export function listModelFolders(modelsDir: string): string[] {
   let entries: string[];
@@ -85,7 +90,7 @@ async function inspectOnnx<T>(
   externals: string[],
 ): Promise<{ problems: string[]; io?: T }> {
   const file = path.join(dir, rel);
-  if (!existsSync(file)) return { problems: [`${rel}: missing`] };
+  if (!existsSync(file)) return { problems: [`${rel}: missing (${HOW_TO_MAKE})`] };
   let header: OnnxHeader;
   try {
     header = await readOnnxHeader(file);
