@@ -21,6 +21,9 @@ import { createHub, type HubOptions } from './hub.ts';
 import { defaultLimits, engineLimits, type Limits } from './limits.ts';
 import { createApiRouter, repoRoot } from './routes.ts';
 import { createRunner } from './runner.ts';
+import { createRunsRouter } from './runs.ts';
+import { CheckpointStore } from '../runs/store.ts';
+import { nodeKinds } from '../runs/cli.ts';
 import { checkAccess, isLoopbackHost, isPublicPath, listenProblem, TOKEN_COOKIE } from './security.ts';
 import { openStore } from './store.ts';
 import { sweepLeftovers } from './sweep.ts';
@@ -41,6 +44,8 @@ export interface ServerOptions {
   modelsDir?: string;
   /** Queue and history store; default `.rdflow/` beside the output dir. */
   dataDir?: string;
+  /** Bound of the checkpoints' disk use (default 4 GiB; see server/runs/store.ts). */
+  checkpointBytes?: number;
   /** Required for non-loopback binds (else `RDFLOW_AUTH_TOKEN`); enforced whenever set. */
   authToken?: string;
   /** Node types; default every node rdflow ships (nodes/index.ts). */
@@ -163,6 +168,13 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
       .then((n) => hub.send('status', { status: { exec_info: { queue_remaining: n } } }, null))
       .catch((err: unknown) => log(`status broadcast failed: ${String(err)}`));
   };
+  // Each clip of a loop is saved under the data dir, so a stopped prompt can continue (runs.ts).
+  const checkpoints = new CheckpointStore(
+    path.join(dataDir, 'runs'),
+    nodeKinds(nodes),
+    opts.checkpointBytes,
+    (key, why) => log(`removed checkpoint ${key} (${why})`),
+  );
   const runner = createRunner({
     engine,
     queue: store.queue,
@@ -171,6 +183,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     onQueueChange: queueChanged,
     log,
     requeueCrashed: opts.requeueCrashed,
+    checkpoints,
   });
 
   const app = express();
@@ -221,6 +234,16 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   });
   app.use('/api', router);
   app.use(router);
+  const runsRouter = createRunsRouter({
+    checkpoints,
+    queue: store.queue,
+    history: store.history,
+    wake: () => runner.wake(),
+    queueChanged,
+    runningId: () => runner.runningId(),
+  });
+  app.use('/api', runsRouter);
+  app.use(runsRouter);
 
   const clientDir = path.resolve(opts.clientDir ?? path.join(repoRoot, 'dist', 'client'));
   if (fs.existsSync(path.join(clientDir, 'index.html'))) {

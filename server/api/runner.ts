@@ -2,9 +2,11 @@
 // writes history, then sends the final `executing {node: null}` (api.md order: history first, and
 // that message for every prompt that ends, whatever the outcome).
 import type { Engine, RunResultSummary } from '../engine/types.ts';
+import type { CheckpointStore, RunCheckpoint } from '../runs/store.ts';
 import type { UiOutput } from '../engine/define.ts';
 import { previewFrame, type Hub } from './hub.ts';
 import { HISTORY_MESSAGE_TYPES, toWire } from './messages.ts';
+import { RESUME_FLAG, wantsResume } from './runs.ts';
 import {
   toTuple,
   type HistoryEntry,
@@ -27,6 +29,8 @@ export interface RunnerDeps {
    * (default true); when it was already re-queued once, or this is false, it is marked failed.
    */
   requeueCrashed?: boolean;
+  /** Where each clip of a loop is saved, so that a stopped prompt continues from its last clip. */
+  checkpoints?: CheckpointStore;
 }
 
 export interface Runner {
@@ -140,10 +144,26 @@ export function createRunner(deps: RunnerDeps): Runner {
       hub.send(type, data, toAll ? null : clientId, { droppable });
     };
     let result: RunResultSummary | undefined;
+    // Resumed: asked for (POST /runs/resume, a graceful stop) or queued again after a crash.
+    let checkpoint: RunCheckpoint | undefined;
+    try {
+      checkpoint = deps.checkpoints?.open(item.prompt, {
+        source: `prompt ${promptId}`,
+        resume: wantsResume(item),
+      });
+    } catch (err) {
+      deps.log(`prompt ${promptId} runs without checkpoints: ${String(err)}`);
+    }
+    if (checkpoint && wantsResume(item)) {
+      const saved = deps.checkpoints?.get(checkpoint.key);
+      const done = saved ? Object.values(saved.loops).map((l) => `${l.done}/${l.total}`) : [];
+      if (done.length > 0) deps.log(`prompt ${promptId} continues from clip ${done.join(', ')}`);
+    }
     try {
       const r = await engine.run(item.prompt, {
         promptId,
         signal,
+        checkpoints: checkpoint,
         onEvent(e) {
           if (e.type === 'executing' && current) current.node = e.node;
           const w = toWire(e);
@@ -187,6 +207,8 @@ export function createRunner(deps: RunnerDeps): Runner {
         current_outputs: {},
       });
     }
+    if (result.status === 'success') checkpoint?.finish();
+    else checkpoint?.stop();
     const ended = messages.some(
       ([t]) => t === 'execution_success' || t === 'execution_error' || t === 'execution_interrupted',
     );
@@ -212,7 +234,7 @@ export function createRunner(deps: RunnerDeps): Runner {
     if (stopped && result.status === 'interrupted') {
       // A graceful stop (close(), SIGINT/SIGTERM) puts the prompt back first in line, to run
       // again after the restart; only a crash marks a running prompt failed.
-      await queue.requeue(item);
+      await queue.requeue({ ...item, extraData: { ...item.extraData, [RESUME_FLAG]: true } });
       return;
     }
     const success = result.status === 'success';
