@@ -1,5 +1,6 @@
 // The `rdflow` command: run a workflow file, list node types, or start the server.
 // `runCli` takes its streams and node list as arguments so tests can run it in-process.
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -638,6 +639,7 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
       authToken?: string;
       nodes?: readonly AnyNodeDef[];
       requeueCrashed?: boolean;
+      clientDir?: string;
       dataDir?: string;
       tempDir?: string;
     }): Promise<{ url: string; close(): Promise<void> }>;
@@ -650,6 +652,7 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
     modelsDir: paths.models,
     dataDir,
     tempDir: path.join(dataDir, 'temp'),
+    clientDir: ensureClientBuilt((m) => stdout.write(`${m}\n`)),
     // Relative to the cwd like the other folders; absent, the server uses the repo's workflows/.
     workflowsDir:
       values['workflows-dir'] === undefined ? undefined : path.resolve(cwd, values['workflows-dir']),
@@ -667,6 +670,57 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
   });
   await server.close();
   return EXIT.ok;
+}
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Newest modification time of the files the editor build reads (client/, workflows/), or 0. */
+function newestClientSource(): number {
+  let newest = 0;
+  const walk = (dir: string): void => {
+    if (!fs.existsSync(dir)) return;
+    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(p);
+      else newest = Math.max(newest, fs.statSync(p).mtimeMs);
+    }
+  };
+  walk(path.join(repoRoot, 'client'));
+  walk(path.join(repoRoot, 'workflows'));
+  return newest;
+}
+
+/**
+ * The built editor (dist/client), built first when it is missing or older than its sources, so
+ * `rdflow serve` works straight after `npm ci` with no build step. The build goes to a fresh
+ * folder renamed into place, so a server (or test) starting meanwhile never serves half a build.
+ * Without vite (a dev dependency: `npm ci --omit=dev`) an existing build is used as it is.
+ */
+export function ensureClientBuilt(log: (message: string) => void = () => undefined): string {
+  const dir = path.join(repoRoot, 'dist', 'client');
+  const index = path.join(dir, 'index.html');
+  const vite = path.join(repoRoot, 'node_modules', 'vite', 'bin', 'vite.js');
+  const built = fs.existsSync(index) ? fs.statSync(index).mtimeMs : -1;
+  if (built >= newestClientSource() || !fs.existsSync(vite)) return dir;
+  log(built < 0 ? 'building the editor (first start)...' : 'rebuilding the editor (its sources changed)...');
+  const tmp = path.join(repoRoot, 'dist', `.client-${process.pid}-${Date.now()}`);
+  try {
+    execFileSync(
+      process.execPath,
+      [vite, 'build', '--config', 'client/vite.config.ts', '--logLevel', 'error', '--outDir', tmp],
+      { cwd: repoRoot, stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    fs.rmSync(dir, { recursive: true, force: true });
+    try {
+      fs.renameSync(tmp, dir);
+    } catch (err) {
+      // Another process put its build there first: the same sources, so keep that one.
+      if (!fs.existsSync(index)) throw err;
+    }
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  return dir;
 }
 
 /** Aborts on Ctrl-C (the first one; a second is Node's default, ending the process). */

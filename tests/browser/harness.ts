@@ -1,12 +1,12 @@
 // What the browser tests need around the page: Debian's chromium (or a reason to skip), the built
 // editor, a real server on a free loopback port over temp folders with the demo model, and a page
 // that records console errors.
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../../server/api/index.ts';
+import { ensureClientBuilt } from '../../server/cli.ts';
 import { ensureDemoModel } from '../../server/runtime/demo/index.ts';
 
 export const repoRoot = path.resolve(import.meta.dirname, '..', '..');
@@ -16,39 +16,6 @@ export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-background-networking',
 /** Why the browser tests cannot run here, or undefined when they can. */
 export function chromiumProblem(): string | undefined {
   return fs.existsSync(CHROMIUM) ? undefined : `no chromium at ${CHROMIUM} (apt-get install chromium)`;
-}
-
-/** Newest modification time of the files the build reads (client/ and the shipped workflows). */
-function newestSource(): number {
-  let newest = 0;
-  const walk = (dir: string): void => {
-    for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-      const p = path.join(dir, entry.name);
-      if (entry.isDirectory()) walk(p);
-      else newest = Math.max(newest, fs.statSync(p).mtimeMs);
-    }
-  };
-  walk(path.join(repoRoot, 'client'));
-  walk(path.join(repoRoot, 'workflows'));
-  return newest;
-}
-
-/** Builds dist/client when it is missing or older than its sources (CI builds it first). */
-export function ensureClientBuilt(): string {
-  const dir = path.join(repoRoot, 'dist', 'client');
-  const index = path.join(dir, 'index.html');
-  if (!fs.existsSync(index) || fs.statSync(index).mtimeMs < newestSource()) {
-    const vite = path.join(repoRoot, 'node_modules', 'vite', 'bin', 'vite.js');
-    execFileSync(
-      process.execPath,
-      [vite, 'build', '--config', 'client/vite.config.ts', '--logLevel', 'error'],
-      {
-        cwd: repoRoot,
-        stdio: 'inherit',
-      },
-    );
-  }
-  return dir;
 }
 
 export interface EditorServer extends RunningServer {

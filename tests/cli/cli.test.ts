@@ -391,3 +391,32 @@ describe.runIf(process.platform === 'linux')('Ctrl-C', () => {
     expect(processesWith(path.join(dir, 'data'))).toEqual([]);
   }, 120_000);
 });
+
+describe('rdflow serve', () => {
+  test('serves the editor with no build step, and keeps its data in --data-dir', async () => {
+    const controller = new AbortController();
+    const stdout = capture();
+    const stderr = capture();
+    const serving = runCli(
+      ['serve', '--port', '0', '--output-dir', 'out', '--models-dir', 'models', '--data-dir', 'state'],
+      { stdout, stderr, cwd: dir, signal: controller.signal },
+    );
+    try {
+      while (!/listening on (\S+)/.test(stdout.text())) {
+        if (stderr.text() !== '') throw new Error(stderr.text());
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      const url = /listening on (\S+)/.exec(stdout.text())![1];
+      const page = await (await fetch(url)).text();
+      expect(page).toContain('<script');
+      expect(page).not.toContain('has not been built');
+      expect(fs.readdirSync(path.join(dir, 'state')).length).toBeGreaterThan(0);
+      expect(fs.existsSync(path.join(dir, 'state', 'temp'))).toBe(true);
+      expect(fs.existsSync(path.join(dir, '.rdflow'))).toBe(false);
+      expect(fs.existsSync(path.join(dir, 'temp'))).toBe(false);
+    } finally {
+      controller.abort();
+      expect(await serving).toBe(0);
+    }
+  }, 120_000);
+});
