@@ -12,6 +12,7 @@ import {
   type VaeConfig,
 } from '../../server/runtime/convert/vae-decoder.ts';
 import { openSafetensors } from '../../server/runtime/weights/safetensors.ts';
+import { openTorchCheckpoint } from '../../server/runtime/weights/torch.ts';
 import type { TensorInfo, WeightSource } from '../../server/runtime/weights/types.ts';
 import {
   caseTensor,
@@ -36,7 +37,7 @@ async function decodeCase(
   source: WeightSource,
   cfg: VaeConfig,
   dtype: WeightDType = 'float32',
-): Promise<{ diff: number; bar: number; ignored: { keys: number; reason: string }[] }> {
+): Promise<{ diff: number; bar: number; got: Float32Array; ignored: { keys: number; reason: string }[] }> {
   const net = new Net(source, { name: 'vae_decoder', dtype, ignore: vaeDecoderIgnore(cfg) });
   const { ignored } = buildVaeDecoder(net, cfg);
   assertStrict('vae', net.report());
@@ -52,6 +53,7 @@ async function decodeCase(
     return {
       diff: maxAbsDiff(got, want.data as Float32Array),
       bar: float32Bar(want.data as Float32Array),
+      got,
       ignored,
     };
   } finally {
@@ -132,6 +134,54 @@ describe('AutoencoderKL decoder (modelscope-tiny, diffusers 0.29, safetensors)',
     buildVaeDecoder(net, cfg);
     expect(() => assertStrict('vae', net.report())).toThrow(
       /shape mismatches .*decoder\.conv_in\.weight: checkpoint \[32, 4, 3, 3\], config implies \[16, 4, 3, 3\]/,
+    );
+  });
+});
+
+describe("VidRD's TemporalAutoencoderKL (vidrd-tiny/vae_finetuned, diffusers 0.14, PyTorch zip)", () => {
+  const dir = path.join(modelsDir, 'vidrd-tiny', 'vae_finetuned');
+  let source: WeightSource;
+  beforeAll(async () => {
+    source = await openTorchCheckpoint(path.join(dir, 'diffusion_pytorch_model.bin'));
+  });
+  afterAll(() => source.close());
+
+  it("vae_decode: sample (raw, before VidRD's x/2 + 0.5 and clamp) within the float32 bar; encoder and temporal convs skipped and counted", async () => {
+    const cfg = readConfig(dir);
+    // diffusers 0.14 wrote the mid-block attention as AttentionBlock (query/key/value/proj_attn).
+    expect(source.tensors.has('decoder.mid_block.attentions.0.query.weight')).toBe(true);
+    const { diff, bar, got, ignored } = await decodeCase('vidrd-tiny', source, cfg);
+    console.log(`vidrd-tiny vae_decode: max |diff| ${diff.toExponential(2)} (bar ${bar.toExponential(2)})`);
+    expect(diff).toBeLessThanOrEqual(bar);
+    // VidRD's `video` [1, 3, F, H, W] is the frames' sample mapped by x/2 + 0.5 and clamped to [0, 1].
+    const video = readExpected('vidrd-tiny', readCase('vidrd-tiny', 'vae_decode').outputs.video.file!);
+    const [, C, F, H, W] = video.shape;
+    const mapped = new Float32Array(video.data.length);
+    for (let c = 0; c < C; c++)
+      for (let f = 0; f < F; f++)
+        for (let p = 0; p < H * W; p++) {
+          const v = got[(f * C + c) * H * W + p] / 2 + 0.5;
+          mapped[(c * F + f) * H * W + p] = Math.min(1, Math.max(0, v));
+        }
+    expect(maxAbsDiff(mapped, video.data as Float32Array)).toBeLessThanOrEqual(
+      float32Bar(video.data as Float32Array),
+    );
+    const keys = [...source.tensors.keys()];
+    const encoder = keys.filter((k) => /^(encoder|quant_conv)\./.test(k)).length;
+    const temporal = keys.filter((k) => /^decoder\.up_blocks\.\d+\.temp_convs\./.test(k)).length;
+    // 4 up blocks × 2 resnets × 3 (GroupNorm, Conv3d) pairs × (weight, bias).
+    expect(temporal).toBe(4 * 2 * 6 * 2);
+    expect(ignored.map((i) => i.keys)).toEqual([encoder, temporal]);
+    expect(ignored[1].reason).toContain('1-frame');
+  });
+
+  it('with add_temp_conv false, the temporal convolutions are unexpected keys (nothing skipped silently)', () => {
+    const json = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as object;
+    const cfg = parseVaeConfig({ ...json, add_temp_conv: false }, 'vae_finetuned/config.json');
+    const net = new Net(source, { name: 'vae_decoder', ignore: vaeDecoderIgnore(cfg) });
+    buildVaeDecoder(net, cfg);
+    expect(() => assertStrict('vae', net.report())).toThrow(
+      /unexpected keys \(96\): decoder\.up_blocks\.0\.temp_convs\.0\.convs\.0\.weight/,
     );
   });
 });
