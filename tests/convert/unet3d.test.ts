@@ -110,7 +110,7 @@ describe('UNet3DConditionModel (modelscope-tiny)', () => {
       const out = await run(f16, feeds(c));
       const expected = readExpected(MODEL, c.outputs.out_sample.file ?? '').data as Float32Array;
       const diff = maxAbsDiff(out.data as Float32Array, expected);
-      // Measured 1e-3 to 1.4e-3 (weights rounded to float16, float32 compute). A timestep off by one
+      // Measured 1.3e-3 to 1.6e-3 (weights rounded to float16, float32 compute). A timestep off by one
       // moves the output by ~3e-2, a swapped guidance batch by ~0.1.
       expect(diff).toBeLessThan(5e-3 * Math.max(1, maxAbs(expected)));
     },
