@@ -5,7 +5,7 @@ import path from 'node:path';
 import express, { type Request, type Router } from 'express';
 import type { AnyNodeDef, NodePaths } from '../engine/define.ts';
 import type { ApiPrompt, Engine } from '../engine/types.ts';
-import { isCanvasWorkflow, toApiPrompt } from '../engine/index.ts';
+import { isCanvasWorkflow, toApiPrompt, type EngineExtras } from '../engine/index.ts';
 import { errorBody, HttpError } from './errors.ts';
 import { checkLimits, type Limits } from './limits.ts';
 import { PathError, resolveExisting, temporaryName } from './paths.ts';
@@ -329,6 +329,18 @@ export function createApiRouter(ctx: ApiContext): Router {
     }
   });
 
+  const cacheFields = (engine: Engine) => {
+    const stats = (engine as Partial<EngineExtras>).cacheStats?.();
+    if (stats === undefined) return {};
+    return {
+      cache: {
+        memory_bytes: stats.memoryBytes,
+        memory_max_bytes: stats.memoryMaxBytes,
+        spill_bytes: stats.spillBytes,
+        spill_max_bytes: stats.spillMaxBytes,
+      },
+    };
+  };
   r.get('/system_stats', (_req, res) => {
     const total = os.totalmem();
     const free = os.freemem();
@@ -358,6 +370,9 @@ export function createApiRouter(ctx: ApiContext): Router {
           torch_vram_free: 0,
         },
       ],
+      // rdflow's node-output caches: in memory, and spilled to files under the temp folder, each
+      // with the bound it is kept within.
+      ...cacheFields(ctx.engine),
     });
   });
 

@@ -134,6 +134,9 @@ export interface CacheStats {
   memoryEntries: number;
   spillBytes: number;
   spillEntries: number;
+  /** The bounds: the memory tier's and the spill files' (bytes). */
+  memoryMaxBytes: number;
+  spillMaxBytes: number;
 }
 
 /** LRU by bytes in memory. Entries bigger than the whole budget are not kept. */

@@ -56,8 +56,10 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
   const registry = createRegistry(opts.nodes);
   const env = { paths: opts.paths };
   const limits = opts.limits ?? {};
-  const memory = createMemoryCache(opts.cacheBytes ?? DEFAULT_CACHE_BYTES);
-  const spill = createSpillCache(opts.paths.temp, opts.spillBytes ?? DEFAULT_SPILL_BYTES);
+  const memoryMaxBytes = opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
+  const spillMaxBytes = opts.spillBytes ?? DEFAULT_SPILL_BYTES;
+  const memory = createMemoryCache(memoryMaxBytes);
+  const spill = createSpillCache(opts.paths.temp, spillMaxBytes);
   const held = new Set<object>();
   // Runs are serialized: caches and node state belong to one run at a time.
   let queue: Promise<unknown> = Promise.resolve();
@@ -123,7 +125,14 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
     cacheStats() {
       const m = memory.stats();
       const s = spill.stats();
-      return { memoryBytes: m.bytes, memoryEntries: m.entries, spillBytes: s.bytes, spillEntries: s.entries };
+      return {
+        memoryBytes: m.bytes,
+        memoryEntries: m.entries,
+        spillBytes: s.bytes,
+        spillEntries: s.entries,
+        memoryMaxBytes,
+        spillMaxBytes,
+      };
     },
     heldBodyValues: () => held.size,
     getNode: (classType) => registry.get(classType),

@@ -410,6 +410,12 @@ describe('rdflow serve', () => {
       const page = await (await fetch(url)).text();
       expect(page).toContain('<script');
       expect(page).not.toContain('has not been built');
+      // The spill cache's size and bound are shown.
+      const stats = (await (await fetch(`${url}/system_stats`)).json()) as {
+        cache: { spill_bytes: number; spill_max_bytes: number };
+      };
+      expect(stats.cache.spill_bytes).toBe(0);
+      expect(stats.cache.spill_max_bytes).toBe(4 * 1024 ** 3);
       expect(fs.readdirSync(path.join(dir, 'state')).length).toBeGreaterThan(0);
       expect(fs.existsSync(path.join(dir, 'state', 'temp'))).toBe(true);
       expect(fs.existsSync(path.join(dir, '.rdflow'))).toBe(false);
