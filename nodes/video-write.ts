@@ -8,6 +8,7 @@ import type { Tensor } from './lib/tensor-type.ts';
 import { assertStillInside } from './lib/video/paths.ts';
 import { requireTensor } from './checks.ts';
 import { fileNameIssues } from './limits.ts';
+import { rgb8Codec } from './lib/video/rgb-codec.ts';
 import {
   checkFilenamePrefix,
   openVideoWriter,
@@ -124,6 +125,8 @@ export const videoWriteNode = defineNode({
   },
   outputs: [],
   outputNode: true,
+  // A resumed run feeds the writer the clips made before, kept as the RGB bytes it encodes.
+  checkpointCodec: { images: rgb8Codec },
   async validate(inputs) {
     const issues = [...prefixIssues(inputs.filename_prefix), ...fileNameIssues(inputs.filename_prefix)];
     if (inputs.format !== undefined && inputs.fps !== undefined) {

@@ -244,7 +244,21 @@ export interface NodeDefinition<R extends InputSpecs, O extends InputSpecs, Out 
    * stay valid. Linked inputs that carry constants (a loop's index) are among the constants.
    */
   signature?(inputs: Partial<RunInputs<R, O>>): unknown;
+  /**
+   * Output nodes in a loop: a compact form of a linked input for resume checkpoints, which must
+   * give this node exactly the same result when decoded (VideoWrite keeps frames as 8-bit RGB,
+   * the very bytes it encodes). Without it the value is saved as it is.
+   */
+  checkpointCodec?: { [K in keyof R | keyof O]?: CheckpointCodec };
   run(inputs: RunInputs<R, O>, ctx: RunContext): RunResult<Out> | Promise<RunResult<Out>>;
+}
+
+/** How an output node's input is kept in a resume checkpoint (see NodeDefinition.checkpointCodec). */
+export interface CheckpointCodec {
+  /** A name for the stored form: inputs stored alike are kept once. */
+  name: string;
+  encode(value: unknown): unknown;
+  decode(stored: unknown): unknown;
 }
 
 /** A node definition with its types erased, as the registry and the engine hold it. */
@@ -269,6 +283,7 @@ export interface AnyNodeDef {
   cost?(inputs: Record<string, unknown>): Cost[];
   fingerprint?(inputs: Record<string, unknown>, env: NodeEnv): string | Promise<string>;
   signature?(inputs: Record<string, unknown>): unknown;
+  checkpointCodec?: Record<string, CheckpointCodec | undefined>;
   run(
     inputs: Record<string, unknown>,
     ctx: RunContext,

@@ -3,6 +3,7 @@
 // step is reported as an EngineEvent.
 import type {
   AnyNodeDef,
+  CheckpointCodec,
   InputSpec,
   LoopPosition,
   NodePaths,
@@ -329,6 +330,11 @@ async function checkBeforeRun(
   return undefined;
 }
 
+/** Where a captured output-node input is kept: by its signature and the form it is stored in. */
+function captureKey(sig: string, codec: CheckpointCodec | undefined): string {
+  return codec ? `${sig}#${codec.name}` : sig;
+}
+
 async function executeSlot(st: RunState, slot: Slot): Promise<unknown[]> {
   const { nodeId, def } = slot;
   const failure = (cause: unknown, inputs: Record<string, unknown>) =>
@@ -342,7 +348,10 @@ async function executeSlot(st: RunState, slot: Slot): Promise<unknown[]> {
   if (slot.capture && def.outputNode) {
     // Kept for a resume: the inputs this output node is fed again from when the loop continues.
     for (const [name, ref] of Object.entries(slot.inputs)) {
-      if (ref.kind === 'slot' && ref.slot.inBody) slot.capture.set(refSig(ref), args[name]);
+      if (ref.kind !== 'slot' || !ref.slot.inBody) continue;
+      const codec = def.checkpointCodec?.[name];
+      const key = captureKey(refSig(ref), codec);
+      if (!slot.capture.has(key)) slot.capture.set(key, codec ? codec.encode(args[name]) : args[name]);
     }
   }
   // Linked widget values are checked here: validation could only check those it could compute.
@@ -698,7 +707,9 @@ async function resumeLoop(
       for (const [name, ref] of Object.entries(inputs)) {
         if (ref.kind !== 'slot' || !ref.slot.inBody) continue;
         const sig = refSig(ref);
-        if (!given.has(sig)) {
+        const codec = slot.def.checkpointCodec?.[name];
+        const key = captureKey(sig, codec);
+        if (!given.has(key)) {
           throw new NodeFailure(
             at,
             new ResumeRefusedError(
@@ -709,7 +720,8 @@ async function resumeLoop(
             {},
           );
         }
-        inputs[name] = { kind: 'literal', value: given.get(sig), sig };
+        const stored = given.get(key);
+        inputs[name] = { kind: 'literal', value: codec ? codec.decode(stored) : stored, sig };
       }
       await executeSlot(st, slot);
     }

@@ -169,10 +169,21 @@ describe('rdflow run --extend', () => {
     const three = structuredClone(prompt);
     three['4'].inputs.seed = 5;
     writeWorkflow(dir, 'other.json', three);
-    // Room for about one run's checkpoint: the older one goes when the new one grows.
-    const b = await cli(dir, ['run', 'other.json', '--out', 'bound/out', '--checkpoint-limit', '2.5M']);
+    // A's 2 clips take x bytes; B's 5 about 2.5x: a bound of 3x has room for B, not for both.
+    const x = (
+      JSON.parse((await cli(dir, ['runs', '--out', 'bound/out', '--json'])).out) as { totalBytes: number }
+    ).totalBytes;
+    const limit = 3 * x;
+    const b = await cli(dir, [
+      'run',
+      'other.json',
+      '--out',
+      'bound/out',
+      '--checkpoint-limit',
+      String(limit),
+    ]);
     expect(b.code, b.err).toBe(0);
-    expect(b.err).toMatch(/removed checkpoint [0-9a-f]{24} \(checkpoints over 2\.5 MiB\)/);
+    expect(b.err).toMatch(/removed checkpoint [0-9a-f]{24} \(checkpoints over [\d.]+ (KiB|MiB)\)/);
     const runs = JSON.parse((await cli(dir, ['runs', '--out', 'bound/out', '--json'])).out) as {
       runs: { source: string }[];
       totalBytes: number;
