@@ -211,19 +211,43 @@ describe(`the shipped workflow on ${MODEL}`, () => {
   });
 });
 
+/** A copy of the export without the folder `part`/. */
+function copyWithout(part: string): string {
+  const dir = path.join(tmp, `without-${part}`);
+  cpSync(EXPORT, dir, { recursive: true, filter: (src) => path.relative(EXPORT, src) !== part });
+  return dir;
+}
+
 describe('a copy of the export missing a part', () => {
   it.each([
     ['text_encoder', 'text_encoder/model.onnx'],
     ['vae_decoder', 'vae_decoder/model.onnx'],
     ['unet', 'unet/model.onnx'],
   ])('without %s/ fails validation naming %s and how to make it', async (part, rel) => {
-    const dir = path.join(tmp, `without-${part}`);
-    cpSync(EXPORT, dir, { recursive: true, filter: (src) => path.relative(EXPORT, src) !== part });
+    const dir = copyWithout(part);
     const problems = await inspectModelFolder(dir);
     expect(problems).toHaveLength(1);
     expect(problems[0]).toMatch(new RegExp(`^${rel.replace('.', '\\.')}: missing \\(`));
     expect(problems[0]).toContain('rdflow convert <diffusers folder> <dest>');
     await expect(runtime.loadModel(dir)).rejects.toThrow(`${rel}: missing`);
+  });
+
+  it('the workflow on a copy without vae_decoder/ fails validation at LoadVideoModel with the same message', async () => {
+    const dir = copyWithout('vae_decoder');
+    const paths = makePaths('rdflow-onnx-export-broken-');
+    try {
+      const engine = createEngine({ nodes: allNodes, paths });
+      const v = await engine.validate(
+        shrink(readWorkflow('vidrd-long-video.json'), { model: dir, steps: 3, size: 64 }),
+      );
+      expect(v.ok).toBe(false);
+      if (v.ok) return;
+      const messages = Object.values(v.nodeErrors).flatMap((e) => e.errors.map((x) => x.message));
+      expect(messages).toEqual([expect.stringContaining('vae_decoder/model.onnx: missing (') as string]);
+      expect(messages[0]).toContain('rdflow convert <diffusers folder> <dest>');
+    } finally {
+      paths.cleanup();
+    }
   });
 
   it('without unet/weights.pb names the external weights file', async () => {
