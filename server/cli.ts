@@ -42,7 +42,17 @@ const COMMAND_HELP: Record<string, { summary: string; help?: string }> = {
   --models-dir DIR           models folder (default ./models)
   --input-dir DIR            input folder (default ./input)
   --data-dir DIR             temporary files (default ${defaultDataDirText()})
-`,
+  --resume                   continue from the last finished clip of a stopped run of this workflow
+  --extend N                 continue a finished run with N more clips (same video as K+N clips)
+  --checkpoint-limit SIZE    bound of all checkpoints' disk use (default 4G; e.g. 500M)
+  --no-checkpoints           save no checkpoint (the run cannot be resumed or extended)`,
+  },
+  runs: {
+    summary: 'list resumable and extendable runs (progress, disk use), or remove them',
+    help: `rdflow runs [--clear [KEY|finished]] [--json] [--out DIR]
+  --clear [KEY|finished]     remove one checkpoint, the finished ones, or (no argument) all
+  --json                     print the list as JSON
+  --out DIR                  the output folder whose .rdflow/runs to list (default ./output)`,
   },
   nodes: {
     summary: 'list the node types',
@@ -477,9 +487,15 @@ async function cmdRun(
       'models-dir': { type: 'string' },
       'input-dir': { type: 'string' },
       'data-dir': { type: 'string' },
+      resume: { type: 'boolean', default: false },
+      extend: { type: 'string' },
+      'checkpoint-limit': { type: 'string' },
+      'no-checkpoints': { type: 'boolean', default: false },
     },
   });
   if (positionals.length !== 1) throw new UsageError('rdflow run needs exactly one workflow file');
+  if (values.resume && values.extend !== undefined)
+    throw new UsageError('--resume and --extend exclude each other');
   const cwd = opts.cwd ?? process.cwd();
   const file = path.resolve(cwd, positionals[0]);
   let json: unknown;
@@ -528,6 +544,27 @@ async function cmdRun(
       return EXIT.invalid;
     }
   }
+  // Checkpoints after each clip (.rdflow/runs beside the output); --resume / --extend continue one.
+  const runs = await import('./runs/cli.ts');
+  const { CheckpointStore } = await import('./runs/store.ts');
+  const store = new CheckpointStore(
+    runs.runsDir(paths),
+    runs.nodeKinds(nodes),
+    runs.checkpointLimit(values['checkpoint-limit']),
+    (key, why) => stderr.write(`rdflow: removed checkpoint ${key} (${why})\n`),
+  );
+  let from: string | undefined;
+  if (values.resume || values.extend !== undefined) {
+    try {
+      const chosen = runs.chooseResume(store, prompt, file, values.extend);
+      prompt = chosen.prompt;
+      from = chosen.from;
+    } catch (err) {
+      stderr.write(`rdflow: ${(err as Error).message}\n`);
+      return EXIT.invalid;
+    }
+  }
+  const checkpoint = store.open(prompt, { source: file, resume: from !== undefined, from });
   // One prompt per process: nothing re-runs here, so the disk tier (which exists so that re-runs
   // can reuse loop-body outputs) would only cost a serialize and a file write per body output.
   const engine = createEngine({ nodes, paths, spillBytes: 0 });
@@ -544,12 +581,15 @@ async function cmdRun(
       signal: controller.signal,
       // The terminal shows no images: nodes need not encode previews (a PNG per clip).
       previews: false,
+      checkpoints: values['no-checkpoints'] ? undefined : checkpoint,
       onEvent: (e) => {
         if (e.type === 'execution_error') errorEvent = e;
         reporter.onEvent(e);
       },
     });
     reporter.finish();
+    if (result.status === 'success') checkpoint.finish();
+    else checkpoint.stop();
     switch (result.status) {
       case 'invalid':
         stderr.write(formatValidationErrors(prompt, result.validation.error, result.validation.nodeErrors));
@@ -558,8 +598,15 @@ async function cmdRun(
         stderr.write(
           `Interrupted${result.nodeId ? ` in node ${result.nodeId} (${classOf(result.nodeId)})` : ''}\n`,
         );
+        if (store.get(checkpoint.key)) {
+          stderr.write(`Continue from the last finished clip with: rdflow run ${positionals[0]} --resume\n`);
+        }
         return EXIT.interrupted;
       case 'error': {
+        if (errorEvent?.exceptionType === 'ResumeRefusedError') {
+          stderr.write(`rdflow: ${result.message}\n`);
+          return EXIT.invalid;
+        }
         stderr.write(`Error in node ${result.nodeId} (${classOf(result.nodeId)}): ${result.message}\n`);
         if (errorEvent && errorEvent.exceptionType !== 'Error')
           stderr.write(`  (${errorEvent.exceptionType})\n`);
@@ -749,6 +796,11 @@ export async function runCli(argv: readonly string[], opts: CliOptions = {}): Pr
         return await cmdRun(args, opts, stdout, stderr);
       case 'nodes':
         return await cmdNodes(args, opts, stdout);
+      case 'runs': {
+        const { cmdRuns } = await import('./runs/cli.ts');
+        const cwd = opts.cwd ?? process.cwd();
+        return cmdRuns(args, cwd, stdout, (out) => cliPaths(cwd, { out }).output);
+      }
       case 'serve':
         return await cmdServe(args, opts, stdout);
       case 'convert': {
