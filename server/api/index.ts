@@ -327,10 +327,23 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
         .catch(() => undefined);
     });
   });
-  // Unparseable HTTP: answer 400 where the socket still can, as Node does without a handler.
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-    else socket.destroy();
+  // Unparseable HTTP: answer where the socket still can, as Node does without a handler, but in the
+  // API's error shape; headers over Node's 16 KiB (a 20,000-character id in the path) are a 431.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    const body = JSON.stringify(
+      tooLarge
+        ? errorBody('request_too_large', 'The request line and headers are too large.')
+        : errorBody('invalid_request', 'Malformed HTTP request.'),
+    );
+    socket.end(
+      `HTTP/1.1 ${tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'}\r\n` +
+        `Connection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
   });
 
   try {
