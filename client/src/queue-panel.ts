@@ -2,6 +2,7 @@
 // running and pending with cancel buttons, and the last error naming its node.
 import type { Api } from './api.ts';
 import { messageOf, toast } from './errors.ts';
+import { createResumeActions } from './resume.ts';
 import type { RunState } from './run-state.ts';
 import type { QueueItem } from './types.ts';
 
@@ -21,6 +22,14 @@ export class QueuePanel {
   private readonly running = el('ul', 'queue-list');
   private readonly pending = el('ul', 'queue-list');
   private readonly failure = el('div', 'run-failure');
+  /** Resume a stopped prompt from its last clip, or extend a finished one (POST /runs/resume). */
+  private readonly resume = createResumeActions(
+    (id) => {
+      toast(`Queued ${id.slice(0, 8)}: it continues from the last finished clip`);
+      void this.refresh();
+    },
+    (message) => toast(`Could not resume: ${message}`, 'error'),
+  );
   private connected = false;
 
   constructor(
@@ -37,6 +46,7 @@ export class QueuePanel {
       el('h2', undefined, 'Run'),
       this.status,
       this.failure,
+      this.resume.element,
       el('h2', undefined, 'Running'),
       this.running,
       el('h2', undefined, 'Pending'),
@@ -121,6 +131,7 @@ export class QueuePanel {
     if (waiting > 0) parts.push(`${waiting} waiting`);
     this.status.textContent = parts.join(' · ');
     this.status.dataset.phase = state.phase;
+    this.resume.update(state.promptId, state.phase);
 
     const f = state.failure;
     this.failure.replaceChildren();
