@@ -24,6 +24,8 @@ export interface Hub {
   /** To every socket of `clientId`; to all sockets when clientId is null/undefined (ComfyUI's sid None). */
   send(type: string, data: unknown, clientId?: string | null, opts?: { droppable?: boolean }): void;
   sendBinary(frame: Uint8Array, clientId?: string | null): void;
+  /** How many open sockets `send(…, clientId)` reaches now. */
+  listeners(clientId?: string | null): number;
   stats(): HubStats;
   close(): void;
 }
@@ -98,6 +100,11 @@ export function createHub(opts: HubOptions = {}): Hub {
     },
     sendBinary(frame, clientId) {
       for (const ws of targets(clientId)) deliver(ws, frame, true);
+    },
+    listeners(clientId) {
+      let n = 0;
+      for (const ws of targets(clientId)) if (ws.readyState === OPEN) n++;
+      return n;
     },
     stats() {
       let clients = 0;

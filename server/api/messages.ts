@@ -1,5 +1,6 @@
 // Engine events → api.md's WebSocket messages (snake_case on the wire), plus who receives each.
 // One pure function, so the mapping is tested without sockets.
+import type { UiOutput } from '../engine/define.ts';
 import type { EngineEvent } from '../engine/types.ts';
 
 export type WireMessage =
@@ -81,3 +82,124 @@ export const HISTORY_MESSAGE_TYPES: ReadonlySet<string> = new Set([
   'execution_error',
   'execution_interrupted',
 ]);
+
+/**
+ * Keys of a node's UI output that tell how far it has come, not what it produced: VideoWrite
+ * reports each clip appended to its file under `clips`. They travel as CLIP_MESSAGE, never in
+ * `executed` or history, where ComfyUI clients take every entry for a result.
+ */
+export const PROGRESS_UI_KEYS: ReadonlySet<string> = new Set(['clips']);
+
+/** One clip appended to a node's file: `{node, display_node, prompt_id, iteration, iterations, frames}`. */
+export const CLIP_MESSAGE = 'clip_written';
+
+/** A UI output without its progress keys; undefined when nothing else is left. */
+export function resultUi(ui: UiOutput): UiOutput | undefined {
+  const out: UiOutput = {};
+  for (const [key, items] of Object.entries(ui)) {
+    if (!PROGRESS_UI_KEYS.has(key) && items.length > 0) out[key] = items;
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/** A history entry's outputs: only the nodes that produced files or other UI output. */
+export function historyOutputs(outputs: Record<string, UiOutput>): Record<string, UiOutput> {
+  const out: Record<string, UiOutput> = {};
+  for (const [id, ui] of Object.entries(outputs)) {
+    const kept = resultUi(ui);
+    if (kept) out[id] = kept;
+  }
+  return out;
+}
+
+export type SendJson = (
+  type: string,
+  data: Record<string, unknown>,
+  toAll?: boolean,
+  droppable?: boolean,
+) => void;
+
+const TERMINAL = new Set(['execution_success', 'execution_error', 'execution_interrupted']);
+
+/**
+ * Shapes one prompt's JSON messages into the flow ComfyUI clients rely on (ComfyUI's execution.py
+ * sends each once): `execution_cached` once, with every cached node id; one `executed` per node that
+ * produced something, with its whole output, after its files are complete; then the terminal
+ * message. The engine reports a loop's nodes once per clip (cached ones too), so both are collected
+ * and sent just before the terminal message; per-clip progress goes out at once as CLIP_MESSAGE.
+ * Returns the `send` to use instead of `send` for every message of the prompt.
+ */
+export function promptFlow(send: SendJson): SendJson {
+  // The prompt id of execution_start; undefined while it has not started (a prompt found invalid
+  // when its turn came ends with execution_error alone).
+  let startId: unknown;
+  let flushed = false;
+  const cached = new Set<string>();
+  let cachedAt = 0;
+  const produced = new Map<
+    string,
+    { display: unknown; promptId: unknown; ui: UiOutput; seen: Set<string> }
+  >();
+
+  const flush = () => {
+    if (flushed) return;
+    flushed = true;
+    if (startId !== undefined) {
+      send('execution_cached', { nodes: [...cached], prompt_id: startId, timestamp: cachedAt || Date.now() });
+    }
+    for (const [node, p] of produced) {
+      send('executed', { node, display_node: p.display, output: p.ui, prompt_id: p.promptId });
+    }
+  };
+
+  return (type, data, toAll, droppable) => {
+    if (type === 'execution_start') {
+      startId = data.prompt_id;
+    } else if (type === 'execution_cached') {
+      for (const id of data.nodes as unknown[]) cached.add(String(id));
+      cachedAt ||= Number(data.timestamp) || Date.now();
+      return;
+    } else if (type === 'executed') {
+      const node = String(data.node);
+      const output = (data.output ?? {}) as UiOutput;
+      for (const item of output.clips ?? []) {
+        send(CLIP_MESSAGE, {
+          node,
+          display_node: data.display_node,
+          prompt_id: data.prompt_id,
+          ...(typeof item === 'object' && item !== null ? item : { value: item }),
+        });
+      }
+      const ui = resultUi(output);
+      if (!ui) return;
+      let p = produced.get(node);
+      if (!p) {
+        p = { display: data.display_node, promptId: data.prompt_id, ui: {}, seen: new Set() };
+        produced.set(node, p);
+      }
+      // Lists concatenate across calls, an item repeated (a cached replay) once, as in history.
+      for (const [key, items] of Object.entries(ui)) {
+        const list = (p.ui[key] ??= []);
+        for (const item of items) {
+          const k = `${key}\u0000${JSON.stringify(item)}`;
+          if (p.seen.has(k)) continue;
+          p.seen.add(k);
+          list.push(item);
+        }
+      }
+      return;
+    } else if (TERMINAL.has(type)) {
+      flush();
+    }
+    send(type, data, toAll, droppable);
+  };
+}
+
+/**
+ * Whether a prompt's nodes should make previews (a PNG per decoded clip): only when some socket
+ * will receive them, and not when the client asked for none with ComfyUI's per-prompt hint
+ * `extra_data.preview_method: "none"`. A client that neither listens nor wants them does not pay.
+ */
+export function previewsWanted(extraData: Record<string, unknown>, listeners: number): boolean {
+  return listeners > 0 && extraData.preview_method !== 'none';
+}

@@ -5,7 +5,7 @@ import type { Engine, RunResultSummary } from '../engine/types.ts';
 import type { CheckpointStore, RunCheckpoint } from '../runs/store.ts';
 import type { UiOutput } from '../engine/define.ts';
 import { previewFrame, type Hub } from './hub.ts';
-import { HISTORY_MESSAGE_TYPES, toWire } from './messages.ts';
+import { historyOutputs, HISTORY_MESSAGE_TYPES, previewsWanted, promptFlow, toWire } from './messages.ts';
 import { RESUME_FLAG, wantsResume } from './runs.ts';
 import {
   toTuple,
@@ -139,10 +139,11 @@ export function createRunner(deps: RunnerDeps): Runner {
     const clientId = clientIdOf(item);
     const promptId = item.promptId;
     const messages: HistoryStatus['messages'] = [];
-    const send = (type: string, data: Record<string, unknown>, toAll = false, droppable = false) => {
+    // Every message of the prompt passes the flow: one execution_cached, one executed per node.
+    const send = promptFlow((type, data, toAll = false, droppable = false) => {
       if (HISTORY_MESSAGE_TYPES.has(type)) messages.push([type, data]);
       hub.send(type, data, toAll ? null : clientId, { droppable });
-    };
+    });
     let result: RunResultSummary | undefined;
     // Resumed: asked for (POST /runs/resume, a graceful stop) or queued again after a crash.
     let checkpoint: RunCheckpoint | undefined;
@@ -163,6 +164,7 @@ export function createRunner(deps: RunnerDeps): Runner {
       const r = await engine.run(item.prompt, {
         promptId,
         signal,
+        previews: previewsWanted(item.extraData, hub.listeners(clientId)),
         checkpoints: checkpoint,
         onEvent(e) {
           if (e.type === 'executing' && current) current.node = e.node;
@@ -238,12 +240,13 @@ export function createRunner(deps: RunnerDeps): Runner {
       return;
     }
     const success = result.status === 'success';
+    const outputs = historyOutputs(result.outputs);
     try {
       await history.put(promptId, {
         prompt: toTuple(item),
-        outputs: result.outputs,
+        outputs,
         status: { status_str: success ? 'success' : 'error', completed: success, messages },
-        meta: outputMeta(result.outputs),
+        meta: outputMeta(outputs),
       });
     } catch (err) {
       deps.log(`could not write history for ${promptId}: ${String(err)}`);
