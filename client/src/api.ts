@@ -56,6 +56,8 @@ export interface Api {
   interrupt(promptId?: string): Promise<void>;
   /** The most recent history entry, if any. */
   lastHistory(): Promise<HistoryEntry | undefined>;
+  /** The last `maxItems` history entries by prompt id, oldest first (the server's order). */
+  history(maxItems: number): Promise<Record<string, HistoryEntry>>;
   viewUrl(file: FileRef): string;
   /** The workflow files in the server's workflows folder. */
   listWorkflows(): Promise<WorkflowListEntry[]>;
@@ -142,6 +144,8 @@ export function createApi(base: URL = new URL('.', window.location.href)): Api {
     async interrupt(promptId) {
       await postJson('interrupt', promptId === undefined ? {} : { prompt_id: promptId });
     },
+    history: async (maxItems) =>
+      (await request(`history?max_items=${maxItems}`)) as Record<string, HistoryEntry>,
     async lastHistory() {
       const all = (await request('history?max_items=1')) as Record<string, HistoryEntry>;
       return Object.values(all).at(-1);

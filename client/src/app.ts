@@ -13,6 +13,8 @@ import {
   objectInfoLookup,
   type CanvasWorkflow,
 } from '../../server/engine/canvas.ts';
+import { HistoryPanel } from './history-panel.ts';
+import { searchNodeTypes } from './node-search.ts';
 import { OutputView, filesOf } from './output.ts';
 import { QueuePanel } from './queue-panel.ts';
 import { applySeedControls, nodeInfoOf, registerNodeTypes } from './registry.ts';
@@ -120,6 +122,24 @@ export async function startApp(): Promise<App> {
     redraw();
   };
   const panel = new QueuePanel(document.getElementById('side-panel')!, api, titleOf, focusNode);
+  /**
+   * Reloads the queue lists, and takes the running prompt from them: after a reload mid-run, or
+   * when another client's prompt starts (its messages go to that client), the panel shows it.
+   */
+  let queuePoll: ReturnType<typeof setTimeout> | undefined;
+  const refreshQueue = async (): Promise<void> => {
+    const q = await panel.refresh();
+    if (q === undefined) return;
+    if (state.noticeRunning(q.queue_running[0]?.[1])) {
+      panel.render(state);
+      redraw();
+    }
+    // The queue's status is broadcast when a prompt is queued, not when it starts: while prompts
+    // wait with none running, look again shortly to see the next one start.
+    clearTimeout(queuePoll);
+    if (q.queue_running.length === 0 && q.queue_pending.length > 0)
+      queuePoll = setTimeout(() => void refreshQueue(), 250);
+  };
 
   const serialize = (): CanvasWorkflow => graph.serialize() as unknown as CanvasWorkflow;
   /** True while a whole graph is put in place (load, undo, redo): that is not an edit. */
@@ -216,12 +236,31 @@ export async function startApp(): Promise<App> {
   const openShipped = async (name: string): Promise<void> => {
     loadWorkflow(await api.getWorkflow(name), name);
   };
+  const historyPanel = new HistoryPanel(document.getElementById('side-panel')!, api, (json, name) =>
+    loadWorkflow(json, name),
+  );
+  // The search box matches type names, titles, categories and descriptions word by word.
+  (canvas as unknown as { onSearchBox?: (helper: HTMLElement, query: string) => string[] }).onSearchBox = (
+    _helper,
+    query,
+  ) => searchNodeTypes(objectInfo, query);
 
   // The converter the CLI and server use, reading each node type's widgets from /object_info.
   const widgetsOf = objectInfoLookup(objectInfo);
   const toPrompt = (): ApiPrompt => canvasToApi(serialize(), widgetsOf);
 
+  /**
+   * A value still being typed in litegraph's text popup is the user's edit: queueing takes it as
+   * if OK had been pressed, instead of posting the value from before the popup opened.
+   */
+  const commitOpenPrompt = (): void => {
+    const box = (canvas as unknown as { prompt_box?: HTMLElement | null }).prompt_box;
+    box?.querySelector<HTMLButtonElement>('button')?.click();
+    commit();
+  };
+
   const queue = async (): Promise<string | undefined> => {
+    commitOpenPrompt();
     let prompt: ApiPrompt;
     try {
       prompt = toPrompt();
@@ -235,7 +274,7 @@ export async function startApp(): Promise<App> {
       applySeedControls(graph);
       commit();
       redraw();
-      void panel.refresh();
+      void refreshQueue();
       return prompt_id;
     } catch (e) {
       if (e instanceof PromptRejectedError) {
@@ -271,10 +310,16 @@ export async function startApp(): Promise<App> {
     if (!state.apply(msg)) return;
     switch (msg.type) {
       case 'status':
-        void panel.refresh();
+        // Sent to every client when the queue changes: a prompt (maybe another client's) started
+        // or ended, so the running one and the history may be new.
+        void refreshQueue();
+        void historyPanel.refresh();
         break;
       case 'executing':
-        if (msg.data.node === null) void panel.refresh();
+        if (msg.data.node === null) {
+          void refreshQueue();
+          void historyPanel.refresh();
+        }
         break;
       case 'executed': {
         const node = graph.getNodeById(msg.data.node);
@@ -472,7 +517,8 @@ export async function startApp(): Promise<App> {
     loadWorkflow(json, DEFAULT_WORKFLOW);
   }
   panel.render(state);
-  void panel.refresh();
+  void refreshQueue();
+  void historyPanel.refresh();
   void showLastOutputs();
   LiteGraph.release_link_on_empty_shows_menu = true;
   return app;

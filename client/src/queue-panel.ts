@@ -4,7 +4,7 @@ import type { Api } from './api.ts';
 import { messageOf, toast } from './errors.ts';
 import { createResumeActions } from './resume.ts';
 import type { RunState } from './run-state.ts';
-import type { QueueItem } from './types.ts';
+import type { QueueItem, QueueState } from './types.ts';
 
 function el<K extends keyof HTMLElementTagNameMap>(
   tag: K,
@@ -58,14 +58,16 @@ export class QueuePanel {
     this.connected = connected;
   }
 
-  /** Reloads the queue lists from GET /queue. */
-  async refresh(): Promise<void> {
+  /** Reloads the queue lists from GET /queue; resolves to what it read (undefined on failure). */
+  async refresh(): Promise<QueueState | undefined> {
     try {
       const q = await this.api.getQueue();
       this.fill(this.running, q.queue_running, true);
       this.fill(this.pending, q.queue_pending, false);
+      return q;
     } catch (e) {
       toast(`Could not read the queue: ${messageOf(e)}`, 'error');
+      return undefined;
     }
   }
 
@@ -101,11 +103,13 @@ export class QueuePanel {
     switch (state.phase) {
       case 'running': {
         const node = state.executing;
-        parts.push(node === undefined ? 'starting' : `running #${node} ${this.titleOf(node)}`);
+        parts.push(node === undefined ? 'running' : `running #${node} ${this.titleOf(node)}`);
         const p = state.progress;
         if (p !== undefined && p.node === node) parts.push(`step ${p.value} / ${p.max}`);
         const clip = state.clipLabel();
         if (clip !== undefined) parts.push(clip);
+        const eta = state.etaLabel();
+        if (eta !== undefined) parts.push(eta);
         break;
       }
       case 'queued':

@@ -91,6 +91,11 @@ export type ServerMessage =
       type: 'executed';
       data: { prompt_id?: string; node: string; display_node?: string; output: Record<string, unknown[]> };
     }
+  | {
+      /** A clip appended to a node's file (per-clip progress, never in `executed`). */
+      type: 'clip_written';
+      data: { prompt_id?: string; node: string; iteration?: number; iterations?: number };
+    }
   | { type: 'execution_success'; data: { prompt_id: string } }
   | {
       type: 'execution_error';

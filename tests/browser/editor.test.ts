@@ -329,36 +329,32 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
 
   it('names the node that failed while running and keeps the graph as it was', async () => {
     const { page } = editor;
-    // Fewer noise frames than the sampler's reference frames: only the run can find that out.
-    await page.evaluate(
-      ([noise, sampler]) => {
-        const app = window.rdflow!;
-        const set = (id: number, name: string, v: number) => {
-          app.graph.getNodeById(id)!.widgets!.find((w: { name: string }) => w.name === name)!.value = v;
-        };
-        set(sampler, 'steps', 3);
-        set(noise, 'frames', 2);
-        app.commit();
-      },
-      [NOISE, SAMPLER] as const,
-    );
+    // A subfolder whose name a plain file already takes: only writing the video finds that out
+    // (a bad value would be refused at validation instead).
+    fs.mkdirSync(server.outputDir, { recursive: true });
+    fs.writeFileSync(path.join(server.outputDir, 'taken'), 'a file, not a folder');
+    const setPrefix = (prefix: string) =>
+      page.evaluate(
+        ([id, p]) => {
+          const app = window.rdflow!;
+          app.graph
+            .getNodeById(id)!
+            .widgets!.find((w: { name: string }) => w.name === 'filename_prefix')!.value = p;
+          app.commit();
+        },
+        [MP4, prefix] as const,
+      );
+    await setPrefix('taken/rdflow');
     const before = await page.evaluate(() => JSON.stringify(window.rdflow!.serialize().nodes));
     await page.locator('#graph-canvas').focus();
     await page.keyboard.press('Control+Enter');
-    await page.waitForFunction(() => window.rdflow!.state.phase === 'error', null, { timeout: 30_000 });
+    await page.waitForFunction(() => window.rdflow!.state.phase === 'error', null, { timeout: 60_000 });
     const failure = page.locator('#run-failure');
-    await expect.poll(() => failure.innerText()).toMatch(new RegExp(`#${SAMPLER} .*DDIM`));
-    expect(await failure.innerText()).toMatch(/reference_frames/);
+    await expect.poll(() => failure.innerText()).toMatch(new RegExp(`#${MP4} .*Video Write`));
+    expect(await failure.innerText()).toMatch(/taken/);
     expect(await page.evaluate(() => JSON.stringify(window.rdflow!.serialize().nodes))).toBe(before);
-    // Put the frames back for what follows.
-    await page.evaluate(
-      ([id, n]) => {
-        const app = window.rdflow!;
-        app.graph.getNodeById(id)!.widgets!.find((w: { name: string }) => w.name === 'frames')!.value = n;
-        app.commit();
-      },
-      [NOISE, frames] as const,
-    );
+    // Put the prefix back for what follows.
+    await setPrefix('rdflow');
   });
 
   it('saves the graph, exports the prompt, and opens workflow files from disk and by dropping them', async () => {

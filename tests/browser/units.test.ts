@@ -8,7 +8,8 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parsePreviewFrame } from '../../client/src/api.ts';
 import { nextSeed, normalizeNumber, orderedInputs, readInput } from '../../client/src/node-info.ts';
-import { RunState } from '../../client/src/run-state.ts';
+import { searchNodeTypes } from '../../client/src/node-search.ts';
+import { formatDuration, RunState } from '../../client/src/run-state.ts';
 import type { ObjectInfo, ServerMessage } from '../../client/src/types.ts';
 import { UndoHistory } from '../../client/src/undo.ts';
 import { classifyWorkflow } from '../../client/src/workflows.ts';
@@ -273,5 +274,85 @@ describe('binary preview frames', () => {
     expect(parsePreviewFrame(frame(2, 2, [1]))).toBeUndefined();
     expect(parsePreviewFrame(frame(1, 9, [1]))).toBeUndefined();
     expect(parsePreviewFrame(new ArrayBuffer(3))).toBeUndefined();
+  });
+});
+
+describe('node search', () => {
+  const info = createRegistry(allNodes).objectInfo(env) as unknown as ObjectInfo;
+  it('finds node types by name, title, category and description words, name matches first', () => {
+    expect(searchNodeTypes(info, 'textencode')[0]).toBe('TextEncode');
+    expect(searchNodeTypes(info, 'Text Encode')[0]).toBe('TextEncode');
+    expect(searchNodeTypes(info, 'conditioning')).toContain('TextEncode');
+    expect(searchNodeTypes(info, 'encodes prompt')).toEqual(['TextEncode']);
+    expect(searchNodeTypes(info, 'video write')[0]).toBe('VideoWrite');
+    expect(searchNodeTypes(info, 'no such words anywhere')).toEqual([]);
+    // Every word must match somewhere.
+    expect(searchNodeTypes(info, 'conditioning sampler-nonsense')).toEqual([]);
+  });
+});
+
+describe('run state across reloads and other clients', () => {
+  it('takes the running prompt from the queue, once, and never revives an ended one', () => {
+    const state = new RunState();
+    state.apply({ type: 'execution_start', data: { prompt_id: 'a' } });
+    state.apply({ type: 'execution_cached', data: { prompt_id: 'a', nodes: ['1', '2'] } });
+    state.apply({ type: 'executing', data: { prompt_id: 'a', node: null } });
+    expect(state.cached.size).toBe(2);
+    // A late answer of GET /queue that still lists 'a' changes nothing.
+    expect(state.noticeRunning('a')).toBe(false);
+    // Another client's prompt starts: the badges of ours clear.
+    expect(state.noticeRunning('b')).toBe(true);
+    expect(state.phase).toBe('running');
+    expect(state.cached.size).toBe(0);
+    expect(state.noticeRunning('b')).toBe(false);
+    // Its steps, if they reach us (a reload mid-run: same client id), name the node and clip.
+    state.apply({
+      type: 'progress',
+      data: { prompt_id: 'b', node: '6', value: 3, max: 10, iteration: 4, iterations: 9 },
+    });
+    expect(state.executing).toBe('6');
+    expect(state.clipLabel()).toBe('clip 5 of 9');
+    // It ends while its messages go elsewhere: the queue says nothing runs.
+    expect(state.noticeRunning(undefined)).toBe(true);
+    expect(state.phase).toBe('idle');
+  });
+
+  it('the queue cannot stop a run this page follows by its own messages', () => {
+    const state = new RunState();
+    state.apply({ type: 'execution_start', data: { prompt_id: 'a' } });
+    expect(state.noticeRunning(undefined)).toBe(false);
+    expect(state.phase).toBe('running');
+  });
+
+  it('estimates the time left from the pace of clips and steps', () => {
+    let now = 0;
+    const state = new RunState(() => now);
+    state.apply({ type: 'execution_start', data: { prompt_id: 'a' } });
+    const step = (iteration: number, value: number) =>
+      state.apply({
+        type: 'progress',
+        data: { prompt_id: 'a', node: '6', value, max: 10, iteration, iterations: 10 },
+      });
+    step(0, 0);
+    expect(state.etaLabel()).toBeUndefined();
+    // One clip in 20 s: nine left, 180 s.
+    now = 20_000;
+    step(1, 0);
+    expect(state.etaSeconds()).toBeCloseTo(180);
+    expect(state.etaLabel()).toBe('ETA 3m00s');
+    // Half of the next clip 10 s later: 8.5 clips left at 20 s each.
+    now = 30_000;
+    step(1, 5);
+    expect(state.etaSeconds()).toBeCloseTo(170);
+    // clip_written moves on to the next clip.
+    state.apply({ type: 'clip_written', data: { prompt_id: 'a', node: '8', iteration: 1, iterations: 10 } });
+    expect(state.clipLabel()).toBe('clip 3 of 10');
+    state.apply({ type: 'executing', data: { prompt_id: 'a', node: null } });
+    expect(state.etaLabel()).toBeUndefined();
+    expect([formatDuration(45), formatDuration(185), formatDuration(3720)]).toEqual([
+      '45s',
+      '3m05s',
+      '1h02m',
+    ]);
   });
 });
