@@ -13,6 +13,7 @@ import { benchGuidance, guidanceSection } from './guidance.ts';
 import { benchIncremental, incrementalSection } from './incremental.ts';
 import { benchMemory, memorySection } from './memory.ts';
 import { REPO } from './proc.ts';
+import { benchResume, resumeSection } from './resume.ts';
 import { machineInfo, renderReport, type Section } from './report.ts';
 import { benchServerPing, serverPingSection } from './server-ping.ts';
 
@@ -63,6 +64,7 @@ const steps: [number, string, () => Promise<Section | Section[]>][] = [
     'converted UNet throughput and full-size conversion',
     async () => convertSections(await benchConvert(env, log)),
   ],
+  [10, 'resume checkpoints and long videos', async () => resumeSection(await benchResume(env, log))],
 ];
 try {
   for (const [n, name, run] of steps) {

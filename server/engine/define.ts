@@ -142,6 +142,12 @@ export interface RunContext {
   readonly state: Record<string, unknown>;
   /** Called once when the prompt run ends, in success, error or interrupt (cleanup, renames). */
   onRunEnd(callback: (outcome: RunOutcome) => void | Promise<void>): void;
+  /**
+   * In a loop: the outputs this node made in an earlier iteration that the engine has let go of
+   * (not carried, not kept by anything), once; a node may write its new outputs into their buffers
+   * instead of allocating (VAEDecode's frames), so a long loop makes no per-clip garbage of them.
+   */
+  recycled?(): unknown[] | undefined;
 }
 
 export interface ValidationIssue {

@@ -111,6 +111,10 @@ interface RunState extends ExecuteDeps {
    */
   outputEntries: { sig: string; entry: CacheEntry }[];
   current?: Slot;
+  /** Body nodes' outputs let go of during this iteration, by node id (see RunContext.recycled). */
+  released: Map<string, unknown[]>;
+  /** Outputs of the previous iteration no one holds, offered back to the node that made them. */
+  recycle: Map<string, unknown[]>;
 }
 
 /** A node failed: carries which node and what it was given, for execution_error. */
@@ -286,6 +290,11 @@ function makeContext(st: RunState, slot: Slot): RunContext {
     onRunEnd(callback) {
       st.runEnd.push({ nodeId, classType: def.name, callback });
     },
+    recycled() {
+      const values = st.recycle.get(nodeId);
+      st.recycle.delete(nodeId);
+      return values;
+    },
   };
 }
 
@@ -328,6 +337,22 @@ async function checkBeforeRun(
     }
   }
   return undefined;
+}
+
+/** The array buffers a value holds (plain objects and arrays followed a few levels deep). */
+function buffersOf(values: readonly unknown[]): Set<ArrayBufferLike> {
+  const out = new Set<ArrayBufferLike>();
+  const walk = (v: unknown, depth: number): void => {
+    if (v === null || typeof v !== 'object') return;
+    if (ArrayBuffer.isView(v)) {
+      out.add(v.buffer);
+      return;
+    }
+    if (depth >= 4) return;
+    for (const x of Array.isArray(v) ? v : Object.values(v)) walk(x, depth + 1);
+  };
+  for (const v of values) walk(v, 0);
+  return out;
 }
 
 /** Where a captured output-node input is kept: by its signature and the form it is stored in. */
@@ -421,6 +446,9 @@ function hold(st: RunState, slot: Slot, values: unknown[]): void {
 }
 
 function release(st: RunState, slot: Slot): void {
+  if (slot.values && slot.inBody && slot.executed && !slot.keep && !slot.def.outputNode) {
+    st.released.set(slot.nodeId, slot.values);
+  }
   slot.values = undefined;
   st.held.delete(slot);
 }
@@ -845,6 +873,13 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
     );
     for (const s of [...body.slots, ...carriedSlots]) if (!nextSlots.has(s)) release(st, s);
     carriedSlots = [...nextSlots];
+    // What this iteration let go of goes back to its nodes, unless a carried value shares a buffer.
+    const carriedBuffers = buffersOf(carriedSlots.flatMap((s) => s.values ?? []));
+    st.recycle.clear();
+    for (const [id, values] of st.released) {
+      if (![...buffersOf(values)].some((b) => carriedBuffers.has(b))) st.recycle.set(id, values);
+    }
+    st.released.clear();
     const cached = body.slots.filter((s) => !s.executed && s.owner === body.id).map((s) => s.nodeId);
     if (cached.length > 0) {
       st.emit({ type: 'execution_cached', promptId: st.promptId, nodes: cached, timestamp: Date.now() });
@@ -896,6 +931,8 @@ export async function executePlan(deps: ExecuteDeps, opts: ExecuteOptions): Prom
     nodeState: new Map(),
     runEnd: [],
     outputEntries: [],
+    released: new Map(),
+    recycle: new Map(),
   };
   const top: Scope = { id: nextScopeId++, refs: new Map(), slots: [], inBody: false, repeats: 1, pins: [] };
   st.emit({ type: 'execution_start', promptId: st.promptId, timestamp: Date.now() });

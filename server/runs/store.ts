@@ -41,6 +41,8 @@ interface StateFile {
   createdAt: number;
   updatedAt: number;
   loops: Record<string, LoopRecord>;
+  /** Time spent saving clips so far, ms (what checkpoints cost the run). */
+  saveMs?: number;
 }
 
 /** One checkpoint as `rdflow runs` and the server list it. */
@@ -53,6 +55,8 @@ export interface RunInfo {
   bytes: number;
   createdAt: number;
   updatedAt: number;
+  /** Time spent saving its clips, ms. */
+  saveMs: number;
   prompt: ApiPrompt;
 }
 
@@ -169,6 +173,7 @@ export class CheckpointStore {
         bytes: dirBytes(path.join(this.dir, key)),
         createdAt: state.createdAt,
         updatedAt: state.updatedAt,
+        saveMs: state.saveMs ?? 0,
         prompt: state.prompt,
       });
     }
@@ -255,6 +260,7 @@ export class CheckpointStore {
       createdAt: saved?.createdAt ?? now,
       updatedAt: now,
       loops: saved?.loops ?? {},
+      saveMs: saved?.saveMs,
     };
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the checkpoint object below has its own `this`
     const store = this;
@@ -291,6 +297,7 @@ export class CheckpointStore {
       },
       async save(loopId: string, s: IterationState): Promise<void> {
         if (dropped) return;
+        const t0 = performance.now();
         if (!started) start();
         const old = state.loops[loopId];
         const clipSigs = (old?.clipSigs ?? []).slice(0, s.iteration);
@@ -306,6 +313,8 @@ export class CheckpointStore {
           carriedFile,
         };
         state.updatedAt = Date.now();
+        // Counted up to here: the state file's own write is the next save's (or finish's) cost.
+        state.saveMs = (state.saveMs ?? 0) + (performance.now() - t0);
         atomicWrite(path.join(dir, 'state.json'), JSON.stringify(state));
         if (old && old.carriedFile !== carriedFile)
           fs.rmSync(path.join(dir, old.carriedFile), { force: true });

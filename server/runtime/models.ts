@@ -135,7 +135,12 @@ export function makeVaeDecoder(
   return {
     kind: 'vae',
     scalingFactor,
-    async decode(latent: Tensor, framesPerBatch: number, signal?: AbortSignal): Promise<Tensor> {
+    async decode(
+      latent: Tensor,
+      framesPerBatch: number,
+      signal?: AbortSignal,
+      into?: Float32Array,
+    ): Promise<Tensor> {
       if (latent.shape.length !== 5) {
         throw new Error(`${label}: latent must be [B,C,F,h,w], got [${latent.shape.join(', ')}]`);
       }
@@ -174,7 +179,8 @@ export function makeVaeDecoder(
         if (images === null) {
           H = out.dims[2];
           W = out.dims[3];
-          images = new Float32Array(total * H * W * 3);
+          // Every element is written below, so a reused buffer needs no clearing.
+          images = into?.length === total * H * W * 3 ? into : new Float32Array(total * H * W * 3);
         }
         // [n,3,H,W] in [-1,1] → [n,H,W,3] in [0,1].
         const hw = H * W;

@@ -31,7 +31,8 @@ export interface VaeDecoderModel {
    * latent [B,4,F,h,w] (already the sampler's z, not divided) → images [B·F, H, W, 3] in [0, 1],
    * decoded in chunks of framesPerBatch frames.
    */
-  decode(latent: Tensor, framesPerBatch: number, signal?: AbortSignal): Promise<Tensor>;
+  /** `out`: a buffer to write the frames into when it has their size (reused across clips). */
+  decode(latent: Tensor, framesPerBatch: number, signal?: AbortSignal, out?: Float32Array): Promise<Tensor>;
 }
 
 /** A loaded model folder (diffusers ONNX layout). */

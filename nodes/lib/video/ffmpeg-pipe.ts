@@ -5,7 +5,7 @@ import { once } from 'node:events';
 
 export interface FfmpegPipe {
   /** Queues bytes on ffmpeg's stdin; waits for 'drain' when the pipe is full. Rejects if ffmpeg died. */
-  write(bytes: Uint8Array): Promise<void>;
+  write(bytes: Uint8Array, onFlushed?: () => void): Promise<void>;
   /** Closes stdin and waits for ffmpeg to exit; rejects with its last stderr lines on failure. */
   end(): Promise<void>;
   /** Kills ffmpeg (SIGKILL) and waits for it to exit. */
@@ -67,9 +67,10 @@ export function startFfmpeg(bin: string, args: readonly string[], what: string):
     get pid() {
       return child.pid;
     },
-    async write(bytes) {
+    async write(bytes, onFlushed) {
       if (exitInfo) throw failure(exitInfo);
-      if (child.stdin.write(bytes)) return;
+      // onFlushed: the stream no longer holds `bytes` (handed to the OS, or failed), so it may be reused.
+      if (child.stdin.write(bytes, onFlushed && (() => onFlushed()))) return;
       const drained = once(child.stdin, 'drain').then(
         () => true,
         () => false, // EPIPE: ffmpeg is gone; its exit status says why

@@ -120,6 +120,8 @@ function tempName(final: string, tag: string): string {
 
 /** One encoder behind the writer: takes packed RGB frames, leaves complete files at their temp names. */
 interface Sink {
+  /** A buffer for the next frame: one the sink is done with, or a new one. */
+  frameBuffer?(): Uint8Array;
   writeFrame(rgb: Uint8Array): Promise<void>;
   finish(): Promise<void>;
   kill(): Promise<void>;
@@ -163,9 +165,12 @@ async function ffmpegSink(
     output = ['-c:v', codec, '-quality', '90', '-loop', '0', '-f', 'webp'];
   }
   const proc: FfmpegPipe = startFfmpeg(bin, [...input, ...output, '-y', tmp], path.basename(final));
+  // Frame buffers come back once the pipe has flushed them: a few in flight, none made per frame.
+  const free: Uint8Array[] = [];
   return {
     files: [[tmp, final]],
-    writeFrame: (rgb) => proc.write(rgb),
+    frameBuffer: () => free.pop() ?? new Uint8Array(w * h * 3),
+    writeFrame: (rgb) => proc.write(rgb, () => free.push(rgb)),
     finish: () => proc.end(),
     kill: () => proc.kill(),
   };
@@ -207,8 +212,11 @@ function pngFramePath(finalPath: string, i: number): string {
 
 function pngSink(finalPath: string, tag: string, w: number, h: number): Sink {
   const files: Array<[string, string]> = [];
+  // encodePng reads the frame before writeFrame awaits anything: one buffer serves every frame.
+  const frame = new Uint8Array(w * h * 3);
   return {
     files,
+    frameBuffer: () => frame,
     async writeFrame(rgb) {
       const final = pngFramePath(finalPath, files.length);
       const tmp = tempName(final, tag);
@@ -304,8 +312,8 @@ export function openVideoWriter(opts: VideoWriterOptions): VideoWriter {
       const s = sink as Sink;
       for (let i = 0; i < f; i++) {
         if (state !== 'open') throw new Error(`video ${path.basename(target)} was ${state} while writing`);
-        // A fresh buffer per frame: the pipe keeps a reference until ffmpeg has read it.
-        await s.writeFrame(imagesToRgb8(images, i));
+        // The sink's buffer: reused once the encoder is done with it (see Sink.frameBuffer).
+        await s.writeFrame(imagesToRgb8(images, i, s.frameBuffer?.()));
         frames++;
       }
     } catch (e) {
