@@ -324,6 +324,9 @@ export function createApiRouter(ctx: ApiContext): Router {
     try {
       res.json(await handleUpload(req, ctx.paths, ctx.maxUploadBytes));
     } catch (err) {
+      // A refused upload may be answered before its body was read (a malformed part): the rest
+      // of that body must not be taken for the next request on a kept-alive connection.
+      res.set('Connection', 'close');
       if (err instanceof UploadError) throw new HttpError(err.status, 'invalid_upload', err.message);
       throw err;
     }
