@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs as parseNodeArgs, type ParseArgsConfig } from 'node:util';
 import { makeDirs } from '../nodes/lib/video/paths.ts';
 import { readModelInfo } from './runtime/families/info.ts';
-import { WORDS as DEMO_WORDS } from './runtime/demo/vocab.ts';
+import { checkPromptTexts, type PromptProblem } from '../client/src/prompt-check.ts';
 import type { AnyNodeDef, NodePaths, UiOutput } from './engine/define.ts';
 import { createEngine, toApiPrompt, WorkflowFormatError } from './engine/index.ts';
 import type { ApiPrompt, EngineEvent, NodeErrors, PromptError } from './engine/types.ts';
@@ -264,51 +264,22 @@ export function applySets(
   return out;
 }
 
-/** Words that name nothing in any prompt, left out of the demo model's unknown-word warning. */
-const FILLER_WORDS = new Set(['a', 'an', 'the', 'and', 'of', 'to', 'in', 'on', 'with', 'is', 'are']);
-
 /**
- * Checks of a workflow's prompts before it runs, from the workflow alone. A TextEncode whose text
- * is a sampler's positive conditioning must not be empty (errors); when its encoder is the demo
- * model's, the words of it the demo does not know are named (warnings): the demo knows a few
- * colours, shapes and motions (server/runtime/demo/vocab.ts) and any other word does nothing.
- * Negative prompts are not checked: an empty or unknown one is what they usually are.
+ * The prompt checks of client/src/prompt-check.ts (the editor runs them too) as lines: an empty
+ * positive prompt is an error, unknown words of the demo model a warning. A `model` names the demo
+ * when it is "demo" or its folder under `modelsDir` is a demo model.
  */
-export function checkPrompts(prompt: ApiPrompt, modelsDir: string): { errors: string[]; warnings: string[] } {
-  const errors: string[] = [];
-  const warnings: string[] = [];
-  const source = (v: unknown): string | undefined =>
-    Array.isArray(v) && typeof v[0] === 'string' && Object.hasOwn(prompt, v[0]) ? v[0] : undefined;
-  const positives = new Set<string>();
-  for (const node of Object.values(prompt)) {
-    const id = source(node.inputs.positive);
-    if (id !== undefined) positives.add(id);
-  }
-  const isDemo = (id: string | undefined): boolean => {
-    const loader = id === undefined ? undefined : prompt[id];
-    const model = loader?.inputs.model;
-    if (loader?.class_type !== 'LoadVideoModel' || typeof model !== 'string') return false;
-    return model === 'demo' || readModelInfo(path.resolve(modelsDir, model)).family === 'demo';
-  };
-  const known = Object.keys(DEMO_WORDS);
-  for (const id of positives) {
-    const node = prompt[id];
-    const text = node.inputs.text;
-    if (node.class_type !== 'TextEncode' || typeof text !== 'string') continue;
-    if (text.trim() === '') {
-      errors.push(`node ${id} (TextEncode) input 'text': the prompt is empty; the sampler needs one`);
-      continue;
-    }
-    if (!isDemo(source(node.inputs.text_encoder))) continue;
-    const words = text.toLowerCase().match(/\p{L}+/gu) ?? [];
-    const unknown = [...new Set(words.filter((w) => !Object.hasOwn(DEMO_WORDS, w) && !FILLER_WORDS.has(w)))];
-    if (unknown.length > 0)
-      warnings.push(
-        `node ${id} (TextEncode): the demo model does not know ${unknown.map((w) => `'${w}'`).join(', ')} ` +
-          `(such words do nothing); it knows ${known.join(', ')}`,
-      );
-  }
-  return { errors, warnings };
+export function checkPrompts(
+  prompt: ApiPrompt,
+  modelsDir: string,
+): { errors: string[]; warnings: string[] } {
+  const r = checkPromptTexts(
+    prompt,
+    (model) => model === 'demo' || readModelInfo(path.resolve(modelsDir, model)).family === 'demo',
+  );
+  const line = (p: PromptProblem) =>
+    `node ${p.nodeId} (${p.classType})${p.input ? ` input '${p.input}'` : ''}: ${p.message}`;
+  return { errors: r.errors.map(line), warnings: r.warnings.map(line) };
 }
 
 /** One line per problem: node id, class, input and message. */

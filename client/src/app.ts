@@ -15,6 +15,7 @@ import {
 } from '../../server/engine/canvas.ts';
 import { HistoryPanel } from './history-panel.ts';
 import { searchNodeTypes } from './node-search.ts';
+import { checkPromptTexts } from './prompt-check.ts';
 import { OutputView, filesOf } from './output.ts';
 import { QueuePanel } from './queue-panel.ts';
 import { applySeedControls, nodeInfoOf, registerNodeTypes } from './registry.ts';
@@ -22,7 +23,7 @@ import { RunState } from './run-state.ts';
 import { installDropTarget, installShortcuts } from './shortcuts.ts';
 import { loadSavedWorkflow, saveWorkflow } from './storage.ts';
 import { buildToolbar } from './toolbar.ts';
-import type { ApiPrompt, ObjectInfo, PreviewImage, ServerMessage } from './types.ts';
+import type { ApiPrompt, NodeErrors, ObjectInfo, PreviewImage, ServerMessage } from './types.ts';
 import { UndoHistory } from './undo.ts';
 import {
   buildFromApi,
@@ -268,6 +269,29 @@ export async function startApp(): Promise<App> {
       toast(messageOf(e), 'error');
       return undefined;
     }
+    // The same checks as `rdflow run`: an empty positive prompt is not queued; words the demo model
+    // does not know are named (the server's /object_info lists "demo" by that name).
+    const checked = checkPromptTexts(prompt, (model) => model === 'demo');
+    if (checked.errors.length > 0) {
+      const nodeErrors: NodeErrors = {};
+      for (const e of checked.errors) {
+        (nodeErrors[e.nodeId] ??= { errors: [], dependent_outputs: [], class_type: e.classType }).errors.push(
+          {
+            type: 'prompt_empty',
+            message: e.message,
+            details: '',
+            extra_info: { input_name: e.input },
+          },
+        );
+      }
+      state.reject(nodeErrors);
+      toast(['Not queued:', ...describeNodeErrors(nodeErrors, titleOf)].join('\n'), 'error');
+      focusNode(checked.errors[0].nodeId);
+      panel.render(state);
+      redraw();
+      return undefined;
+    }
+    for (const w of checked.warnings) toast(`#${w.nodeId} ${titleOf(w.nodeId)}: ${w.message}`, 'info', 8000);
     try {
       const { prompt_id } = await api.queuePrompt(prompt, { extra_pnginfo: { workflow: serialize() } });
       state.begin(prompt_id);

@@ -232,6 +232,37 @@ describe.skipIf(problem !== undefined)('editor runs in chromium', () => {
     expect(editor.errors).toEqual([]);
   });
 
+  it('names the prompt words the demo model does not know, and does not queue an empty prompt', async () => {
+    const { page } = editor;
+    await page.evaluate(() => window.rdflow!.openShipped('vidrd-long-video.canvas.json'));
+    await setWidgets(page, [
+      [LOOP, 'iterations', 1],
+      [SAMPLER, 'steps', 2],
+      [POSITIVE, 'text', 'a purple cat jumping'],
+    ]);
+    await queueAndWait(page, server.url);
+    await page
+      .locator('#toasts', {
+        hasText:
+          /#2 Positive prompt: the demo model does not know 'cat' \(such words do nothing\); it knows red, green/,
+      })
+      .waitFor({ timeout: 5000 });
+    const before = await historyCount(server.url);
+    await setWidgets(page, [[POSITIVE, 'text', '   ']]);
+    expect(await page.evaluate(() => window.rdflow!.queue())).toBeUndefined();
+    await page
+      .locator('#toasts', { hasText: /Not queued:\s+#2 Positive prompt: .*the prompt is empty/ })
+      .waitFor({ timeout: 5000 });
+    expect(await page.evaluate(() => window.rdflow!.state.phase)).toBe('invalid');
+    expect(await historyCount(server.url)).toBe(before);
+    expect((await (await fetch(`${server.url}/queue`)).json()) as object).toEqual({
+      queue_running: [],
+      queue_pending: [],
+    });
+    await setWidgets(page, [[POSITIVE, 'text', 'a red ball']]);
+    expect(editor.errors).toEqual([]);
+  });
+
   it('finds nodes in the search box by category and description words', async () => {
     const { page } = editor;
     const box = (await page.locator('#graph-canvas').boundingBox())!;
