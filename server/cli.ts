@@ -269,10 +269,7 @@ export function applySets(
  * positive prompt is an error, unknown words of the demo model a warning. A `model` names the demo
  * when it is "demo" or its folder under `modelsDir` is a demo model.
  */
-export function checkPrompts(
-  prompt: ApiPrompt,
-  modelsDir: string,
-): { errors: string[]; warnings: string[] } {
+export function checkPrompts(prompt: ApiPrompt, modelsDir: string): { errors: string[]; warnings: string[] } {
   const r = checkPromptTexts(
     prompt,
     (model) => model === 'demo' || readModelInfo(path.resolve(modelsDir, model)).family === 'demo',
