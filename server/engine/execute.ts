@@ -811,8 +811,12 @@ async function runLoop(st: RunState, scope: Scope, step: Step & { kind: 'loop' }
     Object.entries(endNode.links).flatMap(([name, [src]]) => (name === 'flow' ? [] : [src])),
   );
   // Only a top-level loop without inner loops is one stream of clips that can be continued.
+  // A loop whose writers are replayed from the cache (skipOutputs) gives them no frames to save: it
+  // is not checkpointed, so it leaves an earlier checkpoint of the same prompt as it is.
   const checkpoints =
-    st.checkpoints && !scope.inBody && !step.body.some((s) => s.kind === 'loop') ? st.checkpoints : undefined;
+    st.checkpoints && !scope.inBody && !step.body.some((s) => s.kind === 'loop') && skipOutputs.size === 0
+      ? st.checkpoints
+      : undefined;
   let startAt = 0;
   if (checkpoints) {
     const saved = await checkpoints.load(step.start);

@@ -129,6 +129,15 @@ describe('resume on the server', () => {
     const entry = await finished((ext.body as { prompt_id: string }).prompt_id);
     expect(entry.status.status_str).toBe('success');
     expect((await videoOf(entry)).equals(reference)).toBe(true);
+    // The same prompt again is replayed from the cache; it keeps the checkpoint it could not fill.
+    const again = await request(`${server.url}/prompt`, { body: { prompt: workflow(2) } });
+    const againId = (again.body as { prompt_id: string }).prompt_id;
+    expect((await finished(againId)).status.status_str).toBe('success');
+    const ext2 = await request(`${server.url}/runs/resume`, { body: { prompt_id: againId, extend: 2 } });
+    expect(ext2.status, JSON.stringify(ext2.body)).toBe(200);
+    const entry2 = await finished((ext2.body as { prompt_id: string }).prompt_id);
+    expect(entry2.status.status_str).toBe('success');
+    expect((await videoOf(entry2)).equals(reference)).toBe(true);
     const bad = await request(`${server.url}/runs/resume`, { body: { prompt_id: id, extend: 0 } });
     expect(bad.status).toBe(400);
     const none = await request(`${server.url}/runs/resume`, { body: { prompt_id: 'no-such-prompt' } });
