@@ -47,7 +47,8 @@ function captureNode(frames: Tensor[]) {
     outputs: [],
     outputNode: true,
     run({ images }) {
-      frames.push(images);
+      // A copy: the engine may hand this buffer to the next clip's decode once we return.
+      frames.push({ data: images.data.slice(), shape: [...images.shape] });
       return { outputs: [] };
     },
   });
