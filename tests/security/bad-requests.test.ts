@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { jsonNestsDeeperThan, MAX_JSON_DEPTH } from '../../server/api/routes.ts';
 import { runCli, type CliOutput } from '../../server/cli.ts';
 import { createTestNodes } from '../helpers/engine-nodes.ts';
 import { rawGet, request, slowPrompt, startTestServer, type TestServer } from '../server/helpers.ts';
@@ -63,6 +64,28 @@ describe('deeply nested JSON', () => {
     // A workflow of ordinary depth still passes the guard.
     const ok = await request(`${server.url}/prompt`, { body: { prompt: slowPrompt(1, { steps: 1 }) } });
     expect(ok.status).toBe(200);
+  });
+});
+
+describe('the nesting scan', () => {
+  const deep = (raw: string) => jsonNestsDeeperThan(Buffer.from(raw), MAX_JSON_DEPTH);
+
+  it('counts brackets outside strings only, escapes included', () => {
+    expect(deep(nest(100))).toBe(false);
+    expect(deep(nest(101))).toBe(true);
+    expect(deep(nestObj(101))).toBe(true);
+    // A prompt text full of brackets is a string, not nesting.
+    expect(deep(JSON.stringify({ prompt: { text: '['.repeat(500) + '{'.repeat(500) } }))).toBe(false);
+    expect(deep(JSON.stringify({ t: `\\"${'['.repeat(300)}` }))).toBe(false);
+    expect(deep(`["\\"", ${nest(101)}]`)).toBe(true);
+  });
+
+  it('lets a prompt with a bracket-heavy text through the server', async () => {
+    const prompt = {
+      '1': { class_type: 'TestString', inputs: { text: `${'['.repeat(300)} a "quoted" \\ text` } },
+      '2': { class_type: 'TestCollect', inputs: { value: ['1', 0] } },
+    };
+    expect((await request(`${server.url}/prompt`, { body: { prompt } })).status).toBe(200);
   });
 });
 
