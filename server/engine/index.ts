@@ -12,6 +12,11 @@
 //   body run every iteration (streaming); they are skipped only when their whole loop is unchanged.
 // - Output nodes' results are cached only when the run succeeds (their files are finished by
 //   onRunEnd callbacks).
+// - A loop-body value is valid until the end of its iteration: the engine may hand its buffers back
+//   to the node that made it for the next iteration (RunContext.recycled; VAEDecode decodes into
+//   them). A node that keeps an input beyond its own run (in ctx.state, say) must copy it.
+// - With RunOptions.checkpoints, each finished iteration of a top-level loop is saved, and a saved
+//   loop continues where it stopped (server/engine/resume.ts).
 import fs from 'node:fs';
 import type { AnyNodeDef } from './define.ts';
 import {
