@@ -6,6 +6,7 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { supportedFormats } from '../nodes/lib/video/index.ts';
+import { framesToRgb8 } from '../nodes/lib/video/rgb-codec.ts';
 import { setArgs, workflowPrompt, type BenchEnv } from './config.ts';
 import { RDFLOW_BIN, runNode } from './proc.ts';
 import type { Section } from './report.ts';
@@ -26,8 +27,13 @@ export interface ResumeResult {
   paired: Summary;
   /** Checkpoint folder size after one 6-clip run, bytes. */
   checkpointBytes: number;
-  /** Per run with checkpoints: time spent saving them / the run's wall time. */
+  /**
+   * Per run with checkpoints: (time spent saving them + the clips' frames turned into 8-bit RGB for
+   * them, which happens as the writers run) / the run's wall time.
+   */
   saveShare: Summary;
+  /** One clip's frames (8 × 256×256) to 8-bit RGB, ms (median of 5). */
+  encodeMs: number;
   formats: string[];
   long: { clips: number; rss: Summary; ms: Summary }[];
   longRatio: number;
@@ -58,6 +64,19 @@ export async function benchResume(env: BenchEnv, log: (m: string) => void): Prom
   const without: number[] = [];
   let checkpointBytes = 0;
   const saveShare: number[] = [];
+  // The frames' RGB form is made in the engine as the writers receive them, outside saveMs.
+  const clip = {
+    data: new Float32Array(8 * 256 * 256 * 3).map((_, i) => (i % 255) / 255),
+    shape: [8, 256, 256, 3],
+  };
+  const encodes: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const t = performance.now();
+    framesToRgb8(clip);
+    encodes.push(performance.now() - t);
+  }
+  const encodeMs = summarize(encodes).median;
+  const clips = Number(workflowPrompt([])['5'].inputs.iterations);
   for (let i = 0; i < env.reps; i++) {
     const order = i % 2 === 0 ? [true, false] : [false, true];
     for (const on of order) {
@@ -66,7 +85,7 @@ export async function benchResume(env: BenchEnv, log: (m: string) => void): Prom
         const listed = await runNode([RDFLOW_BIN, 'runs', '--out', outDir, '--json']);
         const runs = JSON.parse(listed.stdout) as { totalBytes: number; runs: { saveMs: number }[] };
         checkpointBytes = runs.totalBytes;
-        saveShare.push(runs.runs[0].saveMs / r.ms);
+        saveShare.push((runs.runs[0].saveMs + clips * encodeMs) / r.ms);
       }
       rmSync(outDir, { recursive: true, force: true });
       rmSync(runsDir, { recursive: true, force: true });
@@ -109,6 +128,7 @@ export async function benchResume(env: BenchEnv, log: (m: string) => void): Prom
     paired: summarize(pairedRatios(withCk, without)),
     checkpointBytes,
     saveShare: summarize(saveShare),
+    encodeMs,
     formats,
     long: LONG_CLIPS.map((k) => ({ clips: k, rss: summarize(rss.get(k)!), ms: summarize(ms.get(k)!) })),
     longRatio: summarize(rss.get(hi)!).median / summarize(rss.get(lo)!).median,
@@ -164,7 +184,8 @@ export function resumeSection(r: ResumeResult): Section {
       'Checkpoint rows: the shipped workflow on the demo model, each run a fresh process (spawn to exit), the two variants ' +
         `interleaved with alternating order; a 6-clip run leaves a ${(r.checkpointBytes / 1024 ** 2).toFixed(1)} MiB checkpoint ` +
         '(per clip: the frames as 8-bit RGB and the carried noise + DSG record of the newest clip). ' +
-        `Time the run spent saving checkpoints, measured inside it (state.json saveMs, \`rdflow runs --json\`): ` +
+        'Time the run spent on checkpoints: saving them, measured inside it (state.json saveMs, `rdflow runs --json`), ' +
+        `plus making each clip's 8-bit RGB frames (${r.encodeMs.toFixed(1)} ms a clip, measured apart): ` +
         `${fmtSummary(
           mapSummary(r.saveShare, (v) => v * 100),
           2,
