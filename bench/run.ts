@@ -16,6 +16,7 @@ import { REPO } from './proc.ts';
 import { benchResume, resumeSection } from './resume.ts';
 import { machineInfo, renderReport, type Section } from './report.ts';
 import { benchServerPing, serverPingSection } from './server-ping.ts';
+import { benchServerVsCli, serverVsCliSection } from './server-vs-cli.ts';
 
 const { values } = parseArgs({
   options: {
@@ -63,6 +64,11 @@ const steps: [number, string, () => Promise<Section | Section[]>][] = [
     8,
     'converted UNet throughput and full-size conversion',
     async () => convertSections(await benchConvert(env, log)),
+  ],
+  [
+    9,
+    'server vs CLI',
+    async () => serverVsCliSection(await benchServerVsCli({ ...env, reps: heavyReps }, log)),
   ],
   [10, 'resume checkpoints and long videos', async () => resumeSection(await benchResume(env, log))],
 ];
