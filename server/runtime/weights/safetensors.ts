@@ -1,11 +1,11 @@
 // safetensors files: an 8-byte little-endian header length, a JSON header naming each tensor's
 // dtype, shape and byte range, then the raw data. Only the header is parsed up front; each tensor
 // is read by offset when asked for, so a multi-GB file costs one tensor's memory at a time.
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { float32ToFloat16 } from '../../../nodes/lib/half.ts';
 import { toFloat32 } from './decode.ts';
-import { readExactly } from './zip.ts';
+import { openForReading, readExactly } from './zip.ts';
 import {
   DTYPE_BYTES,
   halfBits,
@@ -42,14 +42,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 
 /** Opens one safetensors file; `label` names it in messages (default: its base name). */
 export async function openSafetensors(file: string, label = path.basename(file)): Promise<WeightSource> {
-  let fh: FileHandle;
-  try {
-    fh = await open(file, 'r');
-  } catch (e) {
-    throw new Error(`${label}: cannot be opened (${(e as NodeJS.ErrnoException).code ?? String(e)})`, {
-      cause: e,
-    });
-  }
+  const fh = await openForReading(file, label);
   try {
     const { size } = await fh.stat();
     const head = Buffer.alloc(8);

@@ -3,7 +3,6 @@
 // `<archive>/data/<key>` (each storage's raw little-endian bytes). Only the pickle is read at open,
 // through the restricted unpickler (no code ever runs); a tensor's bytes are read by offset from
 // its storage entry when the tensor is read.
-import { open, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { toFloat32 } from './decode.ts';
 import { PyGlobal, unpickle, type AllowedGlobal } from './pickle.ts';
@@ -15,7 +14,7 @@ import {
   type TensorInfo,
   type WeightSource,
 } from './types.ts';
-import { readExactly, ZipIndex, type ZipEntry } from './zip.ts';
+import { openForReading, readExactly, ZipIndex, type ZipEntry } from './zip.ts';
 
 /** torch's legacy storage classes, as torch.save still names them in persistent ids. */
 const STORAGE_TYPES: Record<string, StoredDType> = {
@@ -192,14 +191,7 @@ const PICKLE_MAGIC = 0x80;
  * or "module" (training checkpoints). Non-tensor entries (epochs, `_extra_state`, ...) are skipped.
  */
 export async function openTorchCheckpoint(file: string, label = path.basename(file)): Promise<WeightSource> {
-  let fh: FileHandle;
-  try {
-    fh = await open(file, 'r');
-  } catch (e) {
-    throw new Error(`${label}: cannot be opened (${(e as NodeJS.ErrnoException).code ?? String(e)})`, {
-      cause: e,
-    });
-  }
+  const fh = await openForReading(file, label);
   try {
     const { size } = await fh.stat();
     const magic = await readExactly(fh, 0, Math.min(size, 512), () => label);

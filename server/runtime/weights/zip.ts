@@ -2,7 +2,7 @@
 // (zip64 included, for files over 4 GiB); an entry's bytes are read by offset when asked for, so
 // a multi-GB archive costs one range's memory at a time. Stored (uncompressed) entries are what
 // torch.save writes; deflated ones are inflated whole on read (small files, other writers).
-import type { FileHandle } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { inflateRawSync } from 'node:zlib';
 
 export interface ZipEntry {
@@ -23,6 +23,17 @@ const U16_MAX = 0xffff;
 const U32_MAX = 0xffffffff;
 /** Node reads at most 2 GiB per call: larger ranges are read in pieces. */
 const READ_CHUNK = 1 << 30;
+
+/** Opens a checkpoint file for reading; the error names it by `label` and says why (ENOENT, EACCES...). */
+export async function openForReading(file: string, label: string): Promise<FileHandle> {
+  try {
+    return await open(file, 'r');
+  } catch (e) {
+    throw new Error(`${label}: cannot be opened (${(e as NodeJS.ErrnoException).code ?? String(e)})`, {
+      cause: e,
+    });
+  }
+}
 
 /** Reads exactly `length` bytes at `position`, or throws naming `what` when the file ends first. */
 export async function readExactly(
