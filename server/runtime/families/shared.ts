@@ -2,7 +2,12 @@
 // the ONNX pipeline's model_index.json.
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
+import { buildClipTextEncoder, clipIgnore, type ClipTextConfig } from '../convert/clip-text.ts';
+import { Net } from '../convert/net.ts';
+import type { ComponentJob } from '../convert/plan.ts';
+import { buildVaeDecoder, vaeDecoderIgnore, type VaeConfig } from '../convert/vae-decoder.ts';
 import { readJsonFile } from '../folder.ts';
+import type { WeightSource } from '../weights/types.ts';
 import type { ModelLimits } from './types.ts';
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -57,4 +62,53 @@ export function onnxModelIndex(): Record<string, unknown> {
  */
 export function unetLimits(latentChannels: number): ModelLimits {
   return { latentChannels, sizeMultiple: 8, frames: { min: 1 } };
+}
+
+/** The files directly in `dir`, sorted (none when it is absent): what a source's stamp covers. */
+export function filesIn(dir: string): string[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => path.join(dir, e.name))
+      .sort();
+  } catch {
+    return [];
+  }
+}
+
+/** The CLIP text encoder component, its keys under `prefix` in the source (the families share it). */
+export function clipTextJob(
+  label: string,
+  open: () => Promise<WeightSource>,
+  cfg: ClipTextConfig,
+  prefix?: string,
+): ComponentJob {
+  return {
+    dir: 'text_encoder',
+    label,
+    open,
+    build(source, dtype) {
+      const net = new Net(source, { name: 'text_encoder', dtype, prefix, ignore: clipIgnore });
+      buildClipTextEncoder(net, cfg);
+      return { net, notes: [] };
+    },
+  };
+}
+
+/** The VAE decoder component (the encoder and inactive layers skipped, and said so in the notes). */
+export function vaeDecoderJob(
+  label: string,
+  open: () => Promise<WeightSource>,
+  cfg: VaeConfig,
+): ComponentJob {
+  return {
+    dir: 'vae_decoder',
+    label,
+    open,
+    build(source, dtype) {
+      const net = new Net(source, { name: 'vae_decoder', dtype, ignore: vaeDecoderIgnore(cfg) });
+      const { ignored } = buildVaeDecoder(net, cfg);
+      return { net, notes: ignored.map((i) => `${i.keys} keys not used: ${i.reason}`) };
+    },
+  };
 }

@@ -1,14 +1,24 @@
 // The ModelScope text-to-video family as diffusers ships it (TextToVideoSDPipeline:
 // text-to-video-ms-1.7b, the Zeroscope v2 models and their fine-tunes): CLIP text encoder,
 // UNet3DConditionModel, AutoencoderKL, DDIM scheduler, weights as safetensors or PyTorch .bin.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { buildClipTextEncoder, clipIgnore, parseClipTextConfig } from '../../convert/clip-text.ts';
+import { parseClipTextConfig } from '../../convert/clip-text.ts';
 import { Net } from '../../convert/net.ts';
 import type { ComponentJob, ConversionPlan } from '../../convert/plan.ts';
-import { buildVaeDecoder, parseVaeConfig, vaeDecoderIgnore } from '../../convert/vae-decoder.ts';
+import { parseVaeConfig } from '../../convert/vae-decoder.ts';
 import { openComponentWeights } from '../../weights/index.ts';
-import { className, onnxModelIndex, readConfig, requireDir, tokenizerCopies, unetLimits } from '../shared.ts';
+import {
+  className,
+  clipTextJob,
+  filesIn,
+  onnxModelIndex,
+  readConfig,
+  requireDir,
+  tokenizerCopies,
+  unetLimits,
+  vaeDecoderJob,
+} from '../shared.ts';
 import type { ModelFamily } from '../types.ts';
 import { buildUNet3D, parseUNet3DConfig } from './unet3d.ts';
 
@@ -48,23 +58,9 @@ async function plan(dir: string): Promise<ConversionPlan> {
   const vaeJson = await readConfig(dir, 'vae/config.json');
   const vaeCfg = parseVaeConfig(vaeJson, 'vae/config.json');
   const scheduler = await readConfig(dir, 'scheduler/scheduler_config.json');
-  const weights: Record<string, string[]> = {};
-  const open = (part: string) => async () => {
-    const src = await openComponentWeights(path.join(dir, part), `${part}/`);
-    weights[part] = [...new Set([...src.tensors.values()].map((t) => t.file))];
-    return src;
-  };
+  const open = (part: string) => () => openComponentWeights(path.join(dir, part), `${part}/`);
   const components: ComponentJob[] = [
-    {
-      dir: 'text_encoder',
-      label: 'text_encoder',
-      open: open('text_encoder'),
-      build(source, dtype) {
-        const net = new Net(source, { name: 'text_encoder', dtype, ignore: clipIgnore });
-        buildClipTextEncoder(net, textCfg);
-        return { net, notes: [] };
-      },
-    },
+    clipTextJob('text_encoder', open('text_encoder'), textCfg),
     {
       dir: 'unet',
       label: 'unet',
@@ -75,16 +71,7 @@ async function plan(dir: string): Promise<ConversionPlan> {
         return { net, notes: [] };
       },
     },
-    {
-      dir: 'vae_decoder',
-      label: 'vae',
-      open: open('vae'),
-      build(source, dtype) {
-        const net = new Net(source, { name: 'vae_decoder', dtype, ignore: vaeDecoderIgnore(vaeCfg) });
-        const { ignored } = buildVaeDecoder(net, vaeCfg);
-        return { net, notes: ignored.map((i) => `${i.keys} keys not used: ${i.reason}`) };
-      },
-    },
+    vaeDecoderJob('vae', open('vae'), vaeCfg),
   ];
   return {
     family: 'modelscope',
@@ -99,27 +86,13 @@ async function plan(dir: string): Promise<ConversionPlan> {
     json: { 'model_index.json': onnxModelIndex(), 'scheduler/scheduler_config.json': scheduler },
     notes: [],
     limits: unetLimits(unetCfg.in_channels),
-    stampFiles: stampFiles(dir, ['text_encoder', 'unet', 'vae', 'tokenizer', 'scheduler']),
+    stampFiles: [
+      path.join(dir, 'model_index.json'),
+      ...['text_encoder', 'unet', 'vae', 'tokenizer', 'scheduler'].flatMap((part) =>
+        filesIn(path.join(dir, part)),
+      ),
+    ],
   };
-}
-
-/** Every file of the given component folders (configs, weights, tokenizer files) plus model_index.json. */
-export function stampFiles(root: string, parts: readonly string[]): string[] {
-  const files = [path.join(root, 'model_index.json')];
-  for (const part of parts) {
-    const dir = path.join(root, part);
-    if (!existsSync(dir)) continue;
-    for (const name of readdirSafe(dir)) files.push(path.join(dir, name));
-  }
-  return files;
-}
-
-function readdirSafe(dir: string): string[] {
-  try {
-    return readdirSync(dir).sort();
-  } catch {
-    return [];
-  }
 }
 
 export const modelscopeFamily: ModelFamily = {

@@ -4,12 +4,22 @@
 // `vae_finetuned/` (a temporal autoencoder that VidRD's pipeline decodes one frame at a time).
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { buildClipTextEncoder, clipIgnore, parseClipTextConfig } from '../../convert/clip-text.ts';
+import { parseClipTextConfig } from '../../convert/clip-text.ts';
 import { Net } from '../../convert/net.ts';
 import type { ComponentJob, ConversionPlan } from '../../convert/plan.ts';
-import { buildVaeDecoder, parseVaeConfig, vaeDecoderIgnore } from '../../convert/vae-decoder.ts';
+import { parseVaeConfig } from '../../convert/vae-decoder.ts';
 import { openComponentWeights, openTorchCheckpoint } from '../../weights/index.ts';
-import { className, onnxModelIndex, readConfig, requireDir, tokenizerCopies, unetLimits } from '../shared.ts';
+import {
+  className,
+  clipTextJob,
+  filesIn,
+  onnxModelIndex,
+  readConfig,
+  requireDir,
+  tokenizerCopies,
+  unetLimits,
+  vaeDecoderJob,
+} from '../shared.ts';
 import type { ModelFamily } from '../types.ts';
 import { buildVidrdUNet, parseVidrdUNetConfig } from './unet.ts';
 
@@ -66,21 +76,12 @@ export async function planVidrd(
   const scheduler = await readConfig(sd, 'scheduler/scheduler_config.json');
   const ckptName = path.basename(checkpoint);
   const components: ComponentJob[] = [
-    {
-      dir: 'text_encoder',
-      label: `text_encoder (${ckptName}: text_encoder.*)`,
-      open: () => openTorchCheckpoint(checkpoint, ckptName),
-      build(source, dtype) {
-        const net = new Net(source, {
-          name: 'text_encoder',
-          dtype,
-          prefix: 'text_encoder.',
-          ignore: clipIgnore,
-        });
-        buildClipTextEncoder(net, textCfg);
-        return { net, notes: [] };
-      },
-    },
+    clipTextJob(
+      `text_encoder (${ckptName}: text_encoder.*)`,
+      () => openTorchCheckpoint(checkpoint, ckptName),
+      textCfg,
+      'text_encoder.',
+    ),
     {
       dir: 'unet',
       label: `unet (${ckptName}: unet.*)`,
@@ -99,16 +100,7 @@ export async function planVidrd(
         return { net, notes: [] };
       },
     },
-    {
-      dir: 'vae_decoder',
-      label: VAE_DIR,
-      open: () => openComponentWeights(vae, `${VAE_DIR}/`),
-      build(source, dtype) {
-        const net = new Net(source, { name: 'vae_decoder', dtype, ignore: vaeDecoderIgnore(vaeCfg) });
-        const { ignored } = buildVaeDecoder(net, vaeCfg);
-        return { net, notes: ignored.map((i) => `${i.keys} keys not used: ${i.reason}`) };
-      },
-    },
+    vaeDecoderJob(VAE_DIR, () => openComponentWeights(vae, `${VAE_DIR}/`), vaeCfg),
   ];
   // VidRD samples with diffusers' DDIMScheduler built from the SD folder's (PNDM) config.
   const ddim = { ...scheduler, _class_name: 'DDIMScheduler' };
@@ -132,12 +124,11 @@ export async function planVidrd(
     limits: unetLimits(unetCfg.inChannels),
     stampFiles: [
       checkpoint,
-      path.join(vae, 'config.json'),
-      ...readdirSync(vae).map((n) => path.join(vae, n)),
+      ...filesIn(vae),
       ...['text_encoder/config.json', 'unet/config.json', 'scheduler/scheduler_config.json'].map((p) =>
         path.join(sd, p),
       ),
-      ...readdirSync(path.join(sd, 'tokenizer')).map((n) => path.join(sd, 'tokenizer', n)),
+      ...filesIn(path.join(sd, 'tokenizer')),
     ],
   };
 }
