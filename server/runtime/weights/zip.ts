@@ -23,6 +23,8 @@ const U16_MAX = 0xffff;
 const U32_MAX = 0xffffffff;
 /** Node reads at most 2 GiB per call: larger ranges are read in pieces. */
 const READ_CHUNK = 1 << 30;
+/** Deflate's best case is about 1032:1; an entry claiming more is a forged size (a zip bomb). */
+const MAX_DEFLATE_RATIO = 1032;
 
 /** Opens a checkpoint file for reading; the error names it by `label` and says why (ENOENT, EACCES...). */
 export async function openForReading(file: string, label: string): Promise<FileHandle> {
@@ -61,6 +63,22 @@ function u64(buf: Buffer, at: number, label: string): number {
   const v = buf.readBigUInt64LE(at);
   if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new Error(`${label}: zip64 field ${v} is out of range`);
   return Number(v);
+}
+
+/** Entries whose bytes overlap (the trick behind non-recursive zip bombs) make the archive corrupt. */
+function checkDisjoint(entries: ReadonlyMap<string, ZipEntry>, label: string): void {
+  const sorted = [...entries.values()].sort((a, b) => a.localHeaderOffset - b.localHeaderOffset);
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1];
+    const cur = sorted[i];
+    // The local header is at least 30 bytes plus the name, then the compressed data.
+    const prevEnd = prev.localHeaderOffset + 30 + Buffer.byteLength(prev.name) + prev.compressedSize;
+    if (prevEnd > cur.localHeaderOffset) {
+      throw new Error(
+        `${label}: corrupt zip: entries "${prev.name}" (bytes ${prev.localHeaderOffset}..${prevEnd}) and "${cur.name}" (from ${cur.localHeaderOffset}) overlap`,
+      );
+    }
+  }
 }
 
 export class ZipIndex {
@@ -131,6 +149,9 @@ export class ZipIndex {
       const extraLen = cd.readUInt16LE(p + 30);
       const commentLen = cd.readUInt16LE(p + 32);
       let localHeaderOffset = cd.readUInt32LE(p + 42);
+      if (p + 46 + nameLen + extraLen + commentLen > cd.length) {
+        throw new Error(`${label}: corrupt zip central directory (entry ${k} of ${count} runs past its end)`);
+      }
       const name = cd.toString('utf8', p + 46, p + 46 + nameLen);
       // The zip64 extra field holds, in this order, exactly the fields that overflowed.
       let e = p + 46 + nameLen;
@@ -138,17 +159,25 @@ export class ZipIndex {
       while (e + 4 <= extraEnd) {
         const id = cd.readUInt16LE(e);
         const len = cd.readUInt16LE(e + 2);
+        if (e + 4 + len > extraEnd) {
+          throw new Error(`${label}: entry "${name}": corrupt extra field (runs past the record)`);
+        }
         if (id === 0x0001) {
           let q = e + 4;
+          const end = q + len;
+          const u64At = (at: number): number => {
+            if (at + 8 > end) throw new Error(`${label}: entry "${name}": zip64 extra field too short`);
+            return u64(cd, at, label);
+          };
           if (usize === U32_MAX) {
-            usize = u64(cd, q, label);
+            usize = u64At(q);
             q += 8;
           }
           if (compressedSize === U32_MAX) {
-            compressedSize = u64(cd, q, label);
+            compressedSize = u64At(q);
             q += 8;
           }
-          if (localHeaderOffset === U32_MAX) localHeaderOffset = u64(cd, q, label);
+          if (localHeaderOffset === U32_MAX) localHeaderOffset = u64At(q);
         }
         e += 4 + len;
       }
@@ -158,6 +187,18 @@ export class ZipIndex {
           `${label}: entry "${name}" uses compression method ${method} (only stored and deflate)`,
         );
       }
+      // Sizes are checked here, before any read allocates them: a stored entry holds exactly its
+      // bytes, and a deflated one cannot inflate beyond deflate's best ratio.
+      if (method === 0 && usize !== compressedSize) {
+        throw new Error(
+          `${label}: entry "${name}" is stored uncompressed but claims ${usize} bytes in ${compressedSize}`,
+        );
+      }
+      if (method === 8 && usize > compressedSize * MAX_DEFLATE_RATIO + 64) {
+        throw new Error(
+          `${label}: entry "${name}" claims ${usize} bytes from ${compressedSize} deflated ones, more than deflate can produce (a zip bomb or a corrupt size)`,
+        );
+      }
       // Entries precede the central directory: one that runs into it was cut off.
       if (localHeaderOffset + 30 + nameLen + compressedSize > cdOffset) {
         throw new Error(`${label}: truncated zip: entry "${name}" runs past the central directory`);
@@ -165,6 +206,7 @@ export class ZipIndex {
       entries.set(name, { name, method, compressedSize, size: usize, localHeaderOffset });
       p = extraEnd + commentLen;
     }
+    checkDisjoint(entries, label);
     return new ZipIndex(fh, label, entries);
   }
 
@@ -176,6 +218,14 @@ export class ZipIndex {
     const h = await readExactly(this.fh, entry.localHeaderOffset, 30, what);
     if (h.readUInt32LE(0) !== LOCAL_SIG) throw new Error(`${what()}: bad local header signature`);
     const off = entry.localHeaderOffset + 30 + h.readUInt16LE(26) + h.readUInt16LE(28);
+    // The local header's own name and extra lengths may differ from the central ones: the data
+    // they place must still end inside the file.
+    const { size } = await this.fh.stat();
+    if (off + entry.compressedSize > size) {
+      throw new Error(
+        `${what()}: its data (bytes ${off}..${off + entry.compressedSize}) runs past the end of the ${size}-byte file`,
+      );
+    }
     this.dataOffsets.set(entry.name, off);
     return off;
   }
@@ -191,8 +241,14 @@ export class ZipIndex {
     const raw = await readExactly(this.fh, off, entry.compressedSize, what);
     let all: Buffer;
     try {
-      all = inflateRawSync(raw);
+      // Never inflate past the size the directory declared (checked against deflate's ratio).
+      all = inflateRawSync(raw, { maxOutputLength: Math.max(entry.size, 1) });
     } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new Error(`${what()}: inflates to more than the ${entry.size} bytes the directory says`, {
+          cause: e,
+        });
+      }
       throw new Error(`${what()}: cannot be inflated (${(e as Error).message})`, { cause: e });
     }
     if (all.length !== entry.size) {
