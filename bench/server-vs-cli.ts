@@ -54,12 +54,13 @@ interface Listened extends Timed {
   previews: number;
 }
 
-/** utime + stime of a live process (all its threads), ms, from /proc (Linux). */
+/** CPU time of a live process (all its threads) and its finished children, ms, from /proc (Linux). */
 function procCpuMs(pid: number): number {
-  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15,
+  // then cutime 16 and cstime 17 of its finished children (ffmpeg), which the CLI's count includes.
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(f[11]) + Number(f[12]);
+  const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
   // USER_HZ is 100 on Linux for every architecture Node supports.
   return ticks * 10;
 }
