@@ -27,7 +27,16 @@ export interface UnpickleOptions {
   readonly persistentLoad?: (pid: unknown) => unknown;
   /** Whether BUILD may apply `state` to `obj` (the state is then dropped: only data is built). */
   readonly acceptBuild?: (obj: unknown) => boolean;
+  /** Opcodes executed before the pickle is refused as too large (default MAX_PICKLE_OPS). */
+  readonly maxOps?: number;
 }
+
+/**
+ * Each opcode builds at most one value, so counting opcodes bounds the memory a pickle can make
+ * the unpickler build (a few hundred bytes per value at worst) independently of how cheaply the
+ * file encodes them. A state dict takes about 40 per tensor: this allows some 100,000 tensors.
+ */
+export const MAX_PICKLE_OPS = 4_000_000;
 
 class Reader {
   pos = 0;
@@ -219,8 +228,12 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
     return opts.persistentLoad(pid);
   };
 
-  for (;;) {
+  const maxOps = opts.maxOps ?? MAX_PICKLE_OPS;
+  for (let ops = 1; ; ops++) {
     const at = r.pos;
+    if (ops > maxOps) {
+      fail(`pickle has more than ${maxOps} operations (at offset ${at}): too large for a state dict`);
+    }
     const op = r.u8();
     switch (op) {
       case 0x80: {
@@ -385,7 +398,9 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
       case 0x65: {
         // APPENDS
         const items = popMark();
-        listOf(top(), 'APPENDS').push(...items);
+        // One at a time: spreading millions of items into push() overflows the call stack.
+        const list = listOf(top(), 'APPENDS');
+        for (const v of items) list.push(v);
         break;
       }
       case 0x7d: // EMPTY_DICT
