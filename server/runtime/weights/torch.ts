@@ -115,6 +115,13 @@ function isTensorDict(v: unknown): v is Map<unknown, unknown> {
   return false;
 }
 
+/** A dict key for a message: strings and numbers as written, anything else (a self-containing list, a bigint) by kind. */
+function keyName(k: unknown): string {
+  if (typeof k === 'string') return JSON.stringify(k);
+  if (typeof k === 'number' || typeof k === 'bigint' || typeof k === 'boolean') return String(k);
+  return k === null ? 'None' : `<${Array.isArray(k) ? 'tuple' : typeof k}>`;
+}
+
 /** The state dict inside the unpickled object: the top level, or a training checkpoint's wrapper. */
 function findStateDict(root: unknown, label: string): Map<unknown, unknown> {
   let d = root;
@@ -130,7 +137,7 @@ function findStateDict(root: unknown, label: string): Map<unknown, unknown> {
       (k) => d instanceof Map && d.get(k) instanceof Map,
     );
     if (wrapper === undefined) {
-      const keys = [...d.keys()].map((k) => JSON.stringify(k)).slice(0, 20);
+      const keys = [...d.keys()].slice(0, 20).map(keyName);
       throw new Error(
         `${label}: no tensors at ${trail.length ? `"${trail.join('"."')}"` : 'the top level'} and no "state_dict"/"model"/"module" dict inside (keys: ${keys.join(', ') || 'none'})`,
       );
@@ -263,7 +270,8 @@ export async function openTorchCheckpoint(file: string, label = path.basename(fi
         throw new Error(`${label}: tensor "${k}": its storage entry "${entryName}" is missing from the zip`);
       }
       const item = DTYPE_BYTES[v.storage.dtype];
-      if (numel(v.shape) > 0) {
+      const count = numel(v.shape);
+      if (count > 0) {
         const { last } = extent(v);
         const need = (last + 1) * item;
         const have = Math.min(entry.size, v.storage.numel * item);
@@ -272,6 +280,13 @@ export async function openTorchCheckpoint(file: string, label = path.basename(fi
             `${label}: tensor "${k}": storage file shorter than the tensor needs ("${entryName}" holds ${entry.size} bytes for ${v.storage.numel} ${v.storage.dtype} elements; the view [${v.shape.join(', ')}] at offset ${v.offset}, stride [${v.stride.join(', ')}] needs ${need})`,
           );
         }
+      }
+      // Reading expands a view into numel float32 values: a view with more elements than its
+      // storage holds (stride 0 over a huge size) would allocate without bound from a tiny file.
+      if (count > Math.floor(entry.size / item)) {
+        throw new Error(
+          `${label}: tensor "${k}": its view [${v.shape.join(', ')}] (stride [${v.stride.join(', ')}]) has ${count} elements, more than its storage "${entryName}" holds (${entry.size} bytes of ${v.storage.dtype}): overlapping views are not state-dict tensors`,
+        );
       }
       tensors.set(k, { key: k, dtype: v.storage.dtype, shape: v.shape, file: label });
       located.set(k, { ref: v, entry });
