@@ -92,8 +92,10 @@ describe('execution', () => {
     expect(t.engine.cacheStats()).toEqual({
       memoryBytes: 0,
       memoryEntries: 0,
+      memoryMaxBytes: 10_000,
       spillBytes: 0,
       spillEntries: 0,
+      spillMaxBytes: expect.any(Number),
     });
   });
 
