@@ -2,6 +2,7 @@
 // `runCli` takes its streams and node list as arguments so tests can run it in-process.
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs as parseNodeArgs, type ParseArgsConfig } from 'node:util';
@@ -121,6 +122,16 @@ export function defaultDataDir(env: NodeJS.ProcessEnv = process.env, platform = 
   if (platform === 'darwin') return path.join(home, 'Library', 'Application Support', 'rdflow');
   const xdg = env.XDG_DATA_HOME;
   return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(home, '.local', 'share'), 'rdflow');
+}
+
+/**
+ * defaultDataDir(), or a folder in the system temp folder when that one cannot be written (no
+ * HOME, a read-only home): the command still runs. A --data-dir given is never replaced.
+ */
+export function writableDefaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  const dir = defaultDataDir(env);
+  if (unwritableFolder(dir) === undefined) return dir;
+  return path.join(os.tmpdir(), `rdflow-${os.userInfo().username}`);
 }
 
 function defaultDataDirText(): string {
@@ -493,7 +504,7 @@ async function cmdRun(
     out: values.out,
     input: values['input-dir'],
     models: values['models-dir'],
-    data: values['data-dir'],
+    data: values['data-dir'] ?? writableDefaultDataDir(),
   });
   const checked = checkPrompts(prompt, paths.models);
   for (const w of checked.warnings) stderr.write(`warning: ${w}\n`);
@@ -641,7 +652,7 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
     input: values['input-dir'],
     models: values['models-dir'],
   });
-  const dataDir = path.resolve(cwd, values['data-dir'] ?? defaultDataDir());
+  const dataDir = path.resolve(cwd, values['data-dir'] ?? writableDefaultDataDir());
   // The server module is imported only when serving: `run` and `nodes` need none of it.
   const api = (await import('./api/index.ts')) as {
     startServer(o: {

@@ -4,7 +4,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { checkPrompts, runCli, type CliOutput } from '../../server/cli.ts';
+import {
+  checkPrompts,
+  defaultDataDir,
+  runCli,
+  writableDefaultDataDir,
+  type CliOutput,
+} from '../../server/cli.ts';
 import type { ApiPrompt } from '../../server/engine/types.ts';
 import { createTestNodes } from '../helpers/engine-nodes.ts';
 
@@ -425,4 +431,29 @@ describe('rdflow serve', () => {
       expect(await serving).toBe(0);
     }
   }, 120_000);
+});
+
+describe('data folder', () => {
+  test('per platform: $XDG_DATA_HOME/rdflow (else ~/.local/share), macOS Application Support, %LOCALAPPDATA%', () => {
+    expect(defaultDataDir({ HOME: '/home/u', XDG_DATA_HOME: '/data' }, 'linux')).toBe('/data/rdflow');
+    expect(defaultDataDir({ HOME: '/home/u' }, 'linux')).toBe('/home/u/.local/share/rdflow');
+    // A relative XDG_DATA_HOME is invalid by the XDG spec and ignored.
+    expect(defaultDataDir({ HOME: '/home/u', XDG_DATA_HOME: 'rel' }, 'linux')).toBe(
+      '/home/u/.local/share/rdflow',
+    );
+    expect(defaultDataDir({ HOME: '/Users/u' }, 'darwin')).toBe(
+      '/Users/u/Library/Application Support/rdflow',
+    );
+    expect(defaultDataDir({ LOCALAPPDATA: 'C:\\Users\\u\\AppData\\Local' }, 'win32')).toBe(
+      path.join('C:\\Users\\u\\AppData\\Local', 'rdflow'),
+    );
+  });
+
+  test('an unwritable default falls back to the system temp folder', () => {
+    const ok = path.join(dir, 'xdg');
+    expect(writableDefaultDataDir({ HOME: dir, XDG_DATA_HOME: ok })).toBe(path.join(ok, 'rdflow'));
+    expect(fs.existsSync(path.join(ok, 'rdflow'))).toBe(true);
+    const fallback = writableDefaultDataDir({ HOME: dir, XDG_DATA_HOME: '/proc/rdflow-cannot-write' });
+    expect(fallback.startsWith(os.tmpdir())).toBe(true);
+  });
 });
