@@ -128,11 +128,20 @@ export async function convertModel(
   const dtype = opts.dtype ?? 'float32';
   const source = path.resolve(src);
   const target = path.resolve(dest);
-  if (existsSync(target) && !opts.force)
-    throw new Error(`${dest} already exists (use --force to replace it)`);
-  if (target === source || target.startsWith(source + path.sep)) {
+  const within = (inner: string, outer: string) => inner === outer || inner.startsWith(outer + path.sep);
+  if (within(target, source)) {
     throw new Error(`${dest} is inside the source folder ${src}; choose another destination`);
   }
+  // DEST is replaced as a whole (--force, or the conversion cache): one that holds the source
+  // would take the source with it.
+  const parts = opts.vidrdParts === undefined ? [] : Object.values(opts.vidrdParts);
+  for (const part of [source, ...parts.map((p) => path.resolve(p))]) {
+    if (within(part, target)) {
+      throw new Error(`${dest} contains the source ${part}; choose another destination`);
+    }
+  }
+  if (existsSync(target) && !opts.force)
+    throw new Error(`${dest} already exists (use --force to replace it)`);
   const plan =
     opts.vidrdParts === undefined
       ? await planConversion(source)
