@@ -154,6 +154,10 @@ export async function convertModel(
           source,
         );
 
+  // Taken before any weight is read: a source that changes while it is read must not be recorded
+  // as the state the output was made from (the cache would then reuse a mixed conversion).
+  const stamp = sourceStamp(plan);
+
   // Build every graph and check every key before writing anything.
   const opened: WeightSource[] = [];
   const built: { name: string; net: Net; notes: string[] }[] = [];
@@ -234,7 +238,7 @@ export async function convertModel(
         dtype,
         source,
         converter: CONVERTER_VERSION,
-        stamp: sourceStamp(plan),
+        stamp,
         limits: plan.limits,
       };
       for (const [rel, value] of Object.entries(plan.json)) {
@@ -243,6 +247,13 @@ export async function convertModel(
         await writeFile(path.join(tmp, rel), `${JSON.stringify(v, null, 2)}\n`);
       }
       opts.signal?.throwIfAborted();
+      const now = sourceStamp(plan);
+      const changed = Object.keys(now).filter((k) => now[k] !== stamp[k]);
+      if (changed.length > 0) {
+        throw new Error(
+          `${src}: the source changed while it was being converted (${changed.join(', ')}); convert it again`,
+        );
+      }
       await replaceFolder(tmp, target);
     } catch (e) {
       await rm(tmp, { recursive: true, force: true });
