@@ -3,6 +3,7 @@
 // accounted for before a byte is written; weights then stream one tensor at a time into each
 // component's external data file, inside a temporary folder renamed to DEST only when complete,
 // so an interrupted or failed conversion leaves nothing that looks like a model.
+import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { copyFile, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -82,8 +83,12 @@ function partialPrefix(dest: string): string {
   return `.${path.basename(dest)}.partial-`;
 }
 
-/** Removes temporary folders that a converter process killed earlier left beside `dest`. */
-export function sweepPartials(dest: string): void {
+/**
+ * Cleans up after converter processes killed earlier beside `dest`: their temporary folders
+ * (`<prefix><pid>-<random>`) are removed; an `.old` folder (a replaced model, moved aside for the
+ * instant between two renames) is put back when the process died before the new one took DEST.
+ */
+async function sweepPartials(dest: string): Promise<void> {
   const parent = path.dirname(dest);
   const prefix = partialPrefix(dest);
   let names: string[];
@@ -94,9 +99,11 @@ export function sweepPartials(dest: string): void {
   }
   for (const name of names) {
     if (!name.startsWith(prefix)) continue;
-    if (leftByDeadProcess(Number(name.slice(prefix.length)))) {
-      void rm(path.join(parent, name), { recursive: true, force: true });
-    }
+    const pid = /^(\d+)/.exec(name.slice(prefix.length))?.[1];
+    if (pid === undefined || !leftByDeadProcess(Number(pid))) continue;
+    const at = path.join(parent, name);
+    if (name.endsWith('.old') && !existsSync(dest)) await rename(at, dest);
+    else await rm(at, { recursive: true, force: true });
   }
 }
 
@@ -201,10 +208,15 @@ export async function convertModel(
     });
 
     await mkdir(path.dirname(target), { recursive: true });
-    sweepPartials(target);
-    const tmp = path.join(path.dirname(target), `${partialPrefix(target)}${process.pid}`);
-    await rm(tmp, { recursive: true, force: true });
+    await sweepPartials(target);
+    // Unique per call: two conversions into one DEST in this process must not share (and delete)
+    // each other's temporary folder.
+    const tmp = path.join(
+      path.dirname(target),
+      `${partialPrefix(target)}${process.pid}-${randomBytes(4).toString('hex')}`,
+    );
     const components: ComponentSummary[] = [];
+    let bytes = 0;
     try {
       await mkdir(tmp, { recursive: true });
       for (const { name, net, notes } of built) {
@@ -254,6 +266,8 @@ export async function convertModel(
           `${src}: the source changed while it was being converted (${changed.join(', ')}); convert it again`,
         );
       }
+      // Measured before the rename: once at DEST, a concurrent conversion may replace it.
+      bytes = await dirSize(tmp);
       await replaceFolder(tmp, target);
     } catch (e) {
       await rm(tmp, { recursive: true, force: true });
@@ -267,7 +281,7 @@ export async function convertModel(
       components,
       notes: plan.notes,
       seconds: (performance.now() - started) / 1000,
-      bytes: await dirSize(target),
+      bytes,
     };
   } finally {
     await Promise.all(opened.map((s) => s.close()));
@@ -276,12 +290,25 @@ export async function convertModel(
 
 /** Puts the finished folder at `target`, replacing what is there only once the new one is whole. */
 async function replaceFolder(tmp: string, target: string): Promise<void> {
-  if (!existsSync(target)) {
-    await rename(tmp, target);
-    return;
+  const olds: string[] = [];
+  const code = (e: unknown) => (e as NodeJS.ErrnoException).code;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      // Takes an absent or empty target in one step.
+      await rename(tmp, target);
+      break;
+    } catch (e) {
+      // Something is there (a concurrent conversion into the same DEST may have put it there).
+      if (!['ENOTEMPTY', 'EEXIST', 'ENOTDIR'].includes(code(e) ?? '') || attempt >= 5) throw e;
+    }
+    const old = `${tmp}-${attempt}.old`;
+    try {
+      await rename(target, old);
+      olds.push(old);
+    } catch (e) {
+      // Another conversion moved it aside first: try to take the place again.
+      if (code(e) !== 'ENOENT') throw e;
+    }
   }
-  const old = `${tmp}.old`;
-  await rename(target, old);
-  await rename(tmp, target);
-  await rm(old, { recursive: true, force: true });
+  for (const old of olds) await rm(old, { recursive: true, force: true });
 }
