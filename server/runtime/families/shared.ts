@@ -1,6 +1,6 @@
 // Pieces of conversion plans that several families share: the tokenizer and scheduler files, and
 // the ONNX pipeline's model_index.json.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { buildClipTextEncoder, clipIgnore, type ClipTextConfig } from '../convert/clip-text.ts';
 import { Net } from '../convert/net.ts';
@@ -64,16 +64,28 @@ export function unetLimits(latentChannels: number): ModelLimits {
   return { latentChannels, sizeMultiple: 8, frames: { min: 1 } };
 }
 
-/** The files directly in `dir`, sorted (none when it is absent): what a source's stamp covers. */
+/**
+ * The files directly in `dir`, sorted (none when it is absent): what a source's stamp covers.
+ * Symlinks to files count: a Hugging Face cache snapshot is made of nothing else.
+ */
 export function filesIn(dir: string): string[] {
+  let names: string[];
   try {
-    return readdirSync(dir, { withFileTypes: true })
-      .filter((e) => e.isFile())
-      .map((e) => path.join(dir, e.name))
-      .sort();
+    names = readdirSync(dir);
   } catch {
     return [];
   }
+  const isFile = (p: string) => {
+    try {
+      return statSync(p).isFile();
+    } catch {
+      return false; // a dangling link: the reader names it if it is needed
+    }
+  };
+  return names
+    .map((n) => path.join(dir, n))
+    .filter(isFile)
+    .sort();
 }
 
 /** The CLIP text encoder component, its keys under `prefix` in the source (the families share it). */
