@@ -213,7 +213,7 @@ describe('rdflow convert: bad input leaves nothing behind', () => {
     const err = await convertModel(src, dest).catch((e: Error) => e);
     expect(err).toBeInstanceOf(Error);
     const msg = (err as Error).message;
-    expect(msg).toMatch(/unet: the checkpoint does not fit its config/);
+    expect(msg).toMatch(/unet: the checkpoint does not fit the config/);
     expect(msg).toMatch(/missing keys \(1\): conv_in\.bias/);
     expect(msg).toMatch(/unexpected keys \(1\): extra\.weight/);
     expect(msg).toMatch(/conv_out\.bias: checkpoint \[5\], config implies \[4\]/);

@@ -12,7 +12,7 @@ import { planConversion } from '../families/index.ts';
 import { planVidrd, type VidrdParts } from '../families/vidrd/index.ts';
 import type { ModelLimits } from '../families/types.ts';
 import type { WeightSource } from '../weights/types.ts';
-import type { Net, WeightDType } from './net.ts';
+import { assertStrict, type Net, type WeightDType } from './net.ts';
 import type { ConversionPlan } from './plan.ts';
 
 /** Bumped when the converter's output changes, so cached conversions are redone. */
@@ -181,16 +181,12 @@ export async function convertModel(
       opened.push(src);
       try {
         const { net, notes } = job.build(src, dtype);
-        const r = net.report();
-        const lines = [
-          r.missing.length > 0 ? `missing keys (${r.missing.length}): ${r.missing.join(', ')}` : '',
-          r.unexpected.length > 0
-            ? `unexpected keys (${r.unexpected.length}): ${r.unexpected.join(', ')}`
-            : '',
-          r.mismatched.length > 0 ? `shape mismatches: ${r.mismatched.join('; ')}` : '',
-        ].filter((l) => l !== '');
-        if (lines.length > 0)
-          problems.push(`${job.label}: the checkpoint does not fit its config: ${lines.join('; ')}`);
+        // Collected, not thrown: every component's problems are listed in one error.
+        try {
+          assertStrict(job.label, net.report());
+        } catch (e) {
+          problems.push((e as Error).message);
+        }
         built.push({ name: job.dir, net, notes });
       } catch (e) {
         problems.push(`${job.label}: ${(e as Error).message}`);
