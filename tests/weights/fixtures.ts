@@ -1,7 +1,11 @@
 // Hand-made checkpoint bytes for the reader tests: a pickle opcode emitter, a small zip writer
 // (stored or deflated entries, optional zip64 records, torch's 64-byte data alignment) and a
 // torch.save-style state-dict builder on top of them. Generated per test run; no blobs committed.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { deflateRawSync } from 'node:zlib';
+import { afterAll } from 'vitest';
 
 const enc = new TextEncoder();
 
@@ -360,5 +364,17 @@ export function storageOf(type: StorageName, values: ArrayBufferView & { length:
     type,
     data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength).slice(),
     numel: values.length,
+  };
+}
+
+/** A writer of numbered scratch files in a temporary folder that is removed after the test file. */
+export function scratchFiles(prefix: string, ext = '.pth'): (bytes: Uint8Array) => string {
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  let n = 0;
+  return (bytes) => {
+    const f = path.join(dir, `f${n++}${ext}`);
+    writeFileSync(f, bytes);
+    return f;
   };
 }

@@ -1,22 +1,12 @@
 // Hostile pickles inside a PyTorch checkpoint: huge counts, self-containing values, views that
 // expand a tiny storage into gigabytes. Each fails with the file and the reason, without
 // exhausting the stack or allocating far beyond the file's size.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openTorchCheckpoint } from '../../server/runtime/weights/index.ts';
 import { unpickle } from '../../server/runtime/weights/pickle.ts';
-import { Pickle, storageOf, torchPickle, torchZip } from './fixtures.ts';
+import { Pickle, storageOf, torchPickle, torchZip, scratchFiles } from './fixtures.ts';
 
-const tmp = mkdtempSync(path.join(tmpdir(), 'rdflow-hostile-pickle-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-let n = 0;
-function file(bytes: Uint8Array): string {
-  const f = path.join(tmp, `p${n++}.pth`);
-  writeFileSync(f, bytes);
-  return f;
-}
+const file = scratchFiles('rdflow-hostile-pickle-');
 
 const S = {
   '0': storageOf(

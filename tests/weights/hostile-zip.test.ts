@@ -1,21 +1,11 @@
 // Hostile zip containers around a PyTorch checkpoint: forged sizes, overlapping entries, a zip bomb
 // in a deflated data.pkl, directory records that run past their end. Each must fail with the file,
 // the entry and the reason, before anything the size of the forged field is allocated.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { openTorchCheckpoint } from '../../server/runtime/weights/index.ts';
-import { makeZip, storageOf, torchPickle, torchZip } from './fixtures.ts';
+import { makeZip, storageOf, torchPickle, torchZip, scratchFiles } from './fixtures.ts';
 
-const tmp = mkdtempSync(path.join(tmpdir(), 'rdflow-hostile-zip-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-let n = 0;
-function file(bytes: Uint8Array): string {
-  const f = path.join(tmp, `z${n++}.pth`);
-  writeFileSync(f, bytes);
-  return f;
-}
+const file = scratchFiles('rdflow-hostile-zip-');
 
 const S = {
   '0': storageOf(
