@@ -16,7 +16,10 @@ export interface KeyReport {
 }
 
 export interface ParamOptions {
-  /** Store the 2-D weight transposed ([out, in] → [in, out], the layout MatMul wants). */
+  /**
+   * Store the weight transposed ([out, in] → [in, out], the layout MatMul wants); a 1×1 conv
+   * weight [out, in, 1, 1] is stored as [in, out] too. Other dims are refused.
+   */
   transpose?: boolean;
   /** Reshape stored data to these dims (same element count), e.g. a per-channel scale to [C,1,1]. */
   reshape?: readonly number[];
@@ -66,6 +69,11 @@ export class Net {
         `${key}: checkpoint [${info.shape.join(', ')}], config implies [${shape.join(', ')}]`,
       );
     }
+    if (opts.transpose && (shape.length < 2 || shape.slice(2).some((d) => d !== 1))) {
+      throw new Error(
+        `weight "${full}": cannot store [${shape.join(', ')}] transposed (2-D or [out, in, 1, 1] only)`,
+      );
+    }
     const dims = opts.reshape ?? (opts.transpose ? [shape[1], shape[0]] : shape);
     const ok = info !== undefined && sameShape(info.shape, shape);
     const produce = async (): Promise<Float32Array | Uint16Array> => {
@@ -74,6 +82,7 @@ export class Net {
       const half =
         this.dtype === 'float16' && info.dtype === 'float16' ? await this.source.readHalf?.(full) : undefined;
       const data = half ?? (await this.source.read(full));
+      if (this.dtype === 'float16' && data instanceof Float32Array) checkHalfRange(data, full, info.file);
       return opts.transpose ? transpose2d(data, shape[0], shape[1]) : data;
     };
     const name = this.b.lazyInitializer(key, this.dtype, dims, produce);
@@ -193,6 +202,20 @@ export function assertStrict(what: string, report: KeyReport): void {
   }
   if (lines.length > 0)
     throw new Error(`${what}: the checkpoint does not fit the config: ${lines.join('; ')}`);
+}
+
+/** float16 rounds magnitudes from 65520 up to infinity: such a weight would silently break the model. */
+const HALF_OVERFLOW = 65520;
+
+function checkHalfRange(data: Float32Array, key: string, file: string): void {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if ((v >= HALF_OVERFLOW || v <= -HALF_OVERFLOW) && Number.isFinite(v)) {
+      throw new Error(
+        `${file}: weight "${key}" holds ${v} (element ${i}), beyond float16's range (±65504): convert with --dtype float32`,
+      );
+    }
+  }
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
