@@ -40,6 +40,17 @@ function readIndex(dir: string): Record<string, unknown> {
   }
 }
 
+const isCount = (v: unknown, min: number): v is number => Number.isSafeInteger(v) && (v as number) >= min;
+
+/** Recorded limits as validation and listings read them (a hand-edited index may hold anything). */
+function isLimits(v: unknown): v is ModelLimits {
+  if (!isObject(v) || !isCount(v.latentChannels, 1) || !isCount(v.sizeMultiple, 1)) return false;
+  const { frames, size } = v;
+  if (!isObject(frames) || !isCount(frames.min, 1)) return false;
+  if (frames.max !== undefined && !isCount(frames.max, frames.min)) return false;
+  return size === undefined || (isObject(size) && isCount(size.width, 1) && isCount(size.height, 1));
+}
+
 /** Family and limits of a source checkpoint (converted on first use), from its configs. */
 function sourceInfo(dir: string): ModelInfo | undefined {
   const parts = findParts(dir);
@@ -70,7 +81,7 @@ export function readModelInfo(dir: string): ModelInfo {
   }
   const rdflow = readIndex(dir).rdflow;
   if (isObject(rdflow) && typeof rdflow.family === 'string') {
-    const limits = isObject(rdflow.limits) ? (rdflow.limits as unknown as ModelLimits) : undefined;
+    const limits = isLimits(rdflow.limits) ? rdflow.limits : undefined;
     if (rdflow.family === 'demo') return { family: 'demo', limits: limits ?? DEMO_LIMITS };
     if (limits !== undefined) return { family: rdflow.family, limits };
   }
