@@ -27,12 +27,19 @@ export interface ModelListing {
   readonly limits: ModelLimits;
 }
 
-async function folderBytes(dir: string): Promise<number> {
+/**
+ * Bytes of the files under `dir`. Links to files count as their targets (a Hugging Face cache
+ * snapshot is all links to blobs); links to folders are not followed (they could loop).
+ */
+export async function folderBytes(dir: string): Promise<number> {
   let total = 0;
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const p = path.join(dir, entry.name);
     if (entry.isDirectory()) total += await folderBytes(p);
-    else if (entry.isFile()) total += (await stat(p)).size;
+    else if (entry.isFile() || entry.isSymbolicLink()) {
+      const st = await stat(p).catch(() => undefined);
+      if (st?.isFile()) total += st.size;
+    }
   }
   return total;
 }

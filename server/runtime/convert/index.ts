@@ -9,6 +9,7 @@ import { copyFile, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { leftByDeadProcess } from '../../../nodes/lib/process.ts';
 import { planConversion } from '../families/index.ts';
+import { folderBytes } from './catalog.ts';
 import { planVidrd, type VidrdParts } from '../families/vidrd/index.ts';
 import type { ModelLimits } from '../families/types.ts';
 import type { WeightSource } from '../weights/types.ts';
@@ -114,15 +115,6 @@ function describeFsError(e: unknown, what: string): Error {
     return new Error(`cannot write ${what}: permission denied`, { cause: e });
   }
   return e instanceof Error ? e : new Error(String(e));
-}
-
-async function dirSize(dir: string): Promise<number> {
-  let total = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    total += entry.isDirectory() ? await dirSize(p) : (await stat(p)).size;
-  }
-  return total;
 }
 
 /** Converts SRC into DEST. Throws (leaving nothing at DEST) on any problem, naming file, key and reason. */
@@ -263,7 +255,7 @@ export async function convertModel(
         );
       }
       // Measured before the rename: once at DEST, a concurrent conversion may replace it.
-      bytes = await dirSize(tmp);
+      bytes = await folderBytes(tmp);
       await replaceFolder(tmp, target);
     } catch (e) {
       await rm(tmp, { recursive: true, force: true });
