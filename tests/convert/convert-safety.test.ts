@@ -12,6 +12,7 @@ import {
   rmSync,
   symlinkSync,
   utimesSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -83,6 +84,14 @@ describe('rdflow convert: the source and DEST stay whole', () => {
     rmSync(weights);
     symlinkSync(path.join(blobs, 'b'), weights);
     expect(await isUpToDate(src, dest)).toBe(false);
+  });
+
+  it('a cached conversion whose index lost its stamp is out of date, not an error', async () => {
+    const dir = parent();
+    const dest = path.join(dir, 'out');
+    mkdirSync(dest);
+    writeFileSync(path.join(dest, 'model_index.json'), JSON.stringify({ rdflow: { converter: 1 } }));
+    expect(await isUpToDate(MS, dest)).toBe(false);
   });
 
   it('two conversions into one DEST at once both finish, leaving one whole model', async () => {

@@ -50,7 +50,10 @@ export async function isUpToDate(srcDir: string, dest: string): Promise<boolean>
   } catch {
     return false;
   }
-  if (info === undefined || info.converter !== CONVERTER_VERSION) return false;
+  // A hand-edited or foreign index: anything but a stamp object means convert again.
+  if (info?.converter !== CONVERTER_VERSION || typeof info.stamp !== 'object' || info.stamp === null) {
+    return false;
+  }
   const plan = await planConversion(path.resolve(srcDir));
   const now = sourceStamp(plan);
   const keys = Object.keys(now);
