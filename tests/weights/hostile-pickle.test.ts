@@ -35,6 +35,20 @@ describe('hostile pickles', () => {
     );
   });
 
+  it('megabyte-long integers are refused at once (building them is quadratic: minutes)', () => {
+    const n = 1 << 20;
+    const b = new Uint8Array(2 + 5 + n + 1).fill(0x11);
+    b.set([0x80, 2, 0x8b, n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, 0]); // PROTO 2, LONG4 n
+    b[b.length - 1] = 0x2e;
+    expect(() => unpickle(b, { label: 'long.pkl', globals: new Map() })).toThrow(
+      /^long\.pkl: LONG4 of 1048576 bytes at offset 2 is too long for a state dict$/,
+    );
+    const digits = new TextEncoder().encode(`L${'9'.repeat(n)}L\n.`);
+    expect(() =>
+      unpickle(Uint8Array.from([0x80, 2, ...digits]), { label: 'long.pkl', globals: new Map() }),
+    ).toThrow(/^long\.pkl: LONG literal of 1048576 digits at offset 2 is too long$/);
+  });
+
   it('a dict keyed by a list that contains itself is described, not a JSON TypeError', async () => {
     // {L: 1} where L = [L] (memo: PUT then GET appends the list to itself).
     const q = new Pickle().proto(2).emptyDict().raw(0x5d).put().get(0).raw(0x61).int(1).setitem().stop();

@@ -38,6 +38,13 @@ export interface UnpickleOptions {
  */
 export const MAX_PICKLE_OPS = 4_000_000;
 
+/**
+ * Longest integer accepted, in bytes (LONG4) or digits (INT/LONG): building a BigInt from n bytes
+ * costs O(n²), so a megabyte-long integer would hang the reader for minutes. A state dict's
+ * integers (sizes, strides, offsets, versions) fit in 8 bytes.
+ */
+const MAX_INT_LENGTH = 1024;
+
 class Reader {
   pos = 0;
   private readonly view: DataView;
@@ -285,6 +292,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
       case 0x49: {
         // INT (protocol 0; "01"/"00" are True/False)
         const s = r.line();
+        if (s.length > MAX_INT_LENGTH) fail(`INT literal of ${s.length} digits at offset ${at} is too long`);
         if (s === '01' || s === '00') stack.push(s === '01');
         else if (/^[-+]?\d+$/.test(s)) stack.push(intValue(BigInt(s)));
         else fail(`bad INT literal "${s}"`);
@@ -293,6 +301,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
       case 0x4c: {
         // LONG
         const s = r.line().replace(/L$/, '');
+        if (s.length > MAX_INT_LENGTH) fail(`LONG literal of ${s.length} digits at offset ${at} is too long`);
         if (!/^[-+]?\d+$/.test(s)) fail(`bad LONG literal "${s}"`);
         stack.push(intValue(BigInt(s)));
         break;
@@ -304,6 +313,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
         // LONG4
         const n = r.i32();
         if (n < 0) fail('negative LONG4 length');
+        if (n > MAX_INT_LENGTH) fail(`LONG4 of ${n} bytes at offset ${at} is too long for a state dict`);
         stack.push(decodeLong(r.bytes(n)));
         break;
       }
