@@ -49,6 +49,14 @@ describe('hostile pickles', () => {
     ).toThrow(/^long\.pkl: LONG literal of 1048576 digits at offset 2 is too long$/);
   });
 
+  it('a wrapper dict that holds itself as "state_dict" is named, not followed forever', async () => {
+    // D = {}; D["state_dict"] = D
+    const q = new Pickle().proto(2).emptyDict().put().ustr('state_dict').get(0).setitem().stop();
+    await expect(openTorchCheckpoint(file(torchZip(q.bytes(), S)), 'self.pth')).rejects.toThrow(
+      'self.pth: "state_dict" refers back to a dict that holds it',
+    );
+  });
+
   it('a dict keyed by a list that contains itself is described, not a JSON TypeError', async () => {
     // {L: 1} where L = [L] (memo: PUT then GET appends the list to itself).
     const q = new Pickle().proto(2).emptyDict().raw(0x5d).put().get(0).raw(0x61).int(1).setitem().stop();

@@ -126,7 +126,11 @@ function keyName(k: unknown): string {
 function findStateDict(root: unknown, label: string): Map<unknown, unknown> {
   let d = root;
   const trail: string[] = [];
+  const seen = new Set<unknown>();
   for (;;) {
+    // A dict can hold itself (memo references): without this, {"state_dict": <itself>} looped forever.
+    if (seen.has(d)) throw new Error(`${label}: "${trail.join('"."')}" refers back to a dict that holds it`);
+    seen.add(d);
     if (!(d instanceof Map)) {
       throw new Error(
         `${label}: holds ${trail.length ? `"${trail.join('"."')}" = ` : ''}a ${typeof d}, not a state dict`,
