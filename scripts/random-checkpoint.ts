@@ -17,7 +17,7 @@ import { writeSafetensors } from '../server/runtime/weights/index.ts';
 import type { WeightSource } from '../server/runtime/weights/types.ts';
 
 /** text-to-video-ms-1.7b's unet/config.json (the public file's fields). */
-export const MS17_UNET = {
+const MS17_UNET = {
   _class_name: 'UNet3DConditionModel',
   _diffusers_version: '0.17.0',
   act_fn: 'silu',
@@ -37,7 +37,7 @@ export const MS17_UNET = {
 };
 
 /** OpenCLIP ViT-H text tower as transformers' CLIPTextModel (SD 2.x, text-to-video-ms-1.7b). */
-export const MS17_TEXT = {
+const MS17_TEXT = {
   architectures: ['CLIPTextModel'],
   hidden_act: 'gelu',
   hidden_size: 1024,
@@ -55,7 +55,7 @@ export const MS17_TEXT = {
 };
 
 /** The SD VAE (AutoencoderKL) config. */
-export const MS17_VAE = {
+const MS17_VAE = {
   _class_name: 'AutoencoderKL',
   act_fn: 'silu',
   block_out_channels: [128, 256, 512, 512],
@@ -78,13 +78,6 @@ const EMPTY: WeightSource = {
   read: () => Promise.reject(new Error('empty')),
   close: async () => {},
 };
-
-/** Key → shape a strict load of each component expects, from the converter's graphs. */
-function expectedKeys(build: (net: Net) => void): [string, readonly number[]][] {
-  const net = new Net(EMPTY, { name: 'probe' });
-  build(net);
-  return [...net.expected()];
-}
 
 /** Deterministic pseudo-random values in ±scale (xorshift; fast enough for gigabytes). */
 function randomValues(n: number, seed: number, scale: number): Float32Array {
@@ -122,9 +115,11 @@ export function randomSource(keys: Iterable<[string, readonly number[]]>, seed =
   };
 }
 
-/** The keys and shapes a graph builder reads (built once over an empty source). */
+/** Key → shape a strict load expects: what a graph builder reads, built once over an empty source. */
 export function graphKeys(build: (net: Net) => void): [string, readonly number[]][] {
-  return expectedKeys(build);
+  const net = new Net(EMPTY, { name: 'probe' });
+  build(net);
+  return [...net.expected()];
 }
 
 async function writeComponent(
@@ -176,17 +171,17 @@ export async function makeRandomCheckpoint(dest: string, size: 'full' | 'mid' = 
   const vae = parseVaeConfig(MS17_VAE, 'vae/config.json');
   await writeComponent(
     path.join(dest, 'text_encoder', 'model.safetensors'),
-    expectedKeys((n) => buildClipTextEncoder(n, text)),
+    graphKeys((n) => buildClipTextEncoder(n, text)),
     1,
   );
   await writeComponent(
     path.join(dest, 'unet', 'diffusion_pytorch_model.safetensors'),
-    expectedKeys((n) => buildUNet3D(n, unet)),
+    graphKeys((n) => buildUNet3D(n, unet)),
     2,
   );
   await writeComponent(
     path.join(dest, 'vae', 'diffusion_pytorch_model.safetensors'),
-    expectedKeys((n) => buildVaeDecoder(n, vae)),
+    graphKeys((n) => buildVaeDecoder(n, vae)),
     3,
   );
 }
