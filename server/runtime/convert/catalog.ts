@@ -55,7 +55,7 @@ async function rdflowInfo(dir: string): Promise<Partial<ConvertedInfo> & { demo?
 }
 
 /** One folder's listing, or null when it is neither an ONNX model nor a checkpoint rdflow converts. */
-export async function describeModel(dir: string, name = path.basename(dir)): Promise<ModelListing | null> {
+async function describeModel(dir: string, name = path.basename(dir)): Promise<ModelListing | null> {
   const { family, limits } = readModelInfo(dir);
   if (existsSync(path.join(dir, LAYOUT.unet))) {
     const info = await rdflowInfo(dir);

@@ -87,7 +87,7 @@ export function gelu(net: Net, x: string): string {
 }
 
 /** CLIP's quick_gelu: x·sigmoid(1.702·x). */
-export function quickGelu(net: Net, x: string): string {
+function quickGelu(net: Net, x: string): string {
   return net.op('Mul', [x, net.op('Sigmoid', [net.op('Mul', [x, net.constF([1.702], [])])])]);
 }
 

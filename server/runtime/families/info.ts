@@ -13,7 +13,7 @@ export interface ModelInfo {
 }
 
 /** The demo model (server/runtime/demo): 8-frame clips at 256×256 only. */
-export const DEMO_LIMITS: ModelLimits = {
+const DEMO_LIMITS: ModelLimits = {
   latentChannels: 4,
   sizeMultiple: 8,
   frames: { min: 8, max: 8 },

@@ -36,7 +36,7 @@ export interface UnpickleOptions {
  * the unpickler build (a few hundred bytes per value at worst) independently of how cheaply the
  * file encodes them. A state dict takes about 40 per tensor: this allows some 100,000 tensors.
  */
-export const MAX_PICKLE_OPS = 4_000_000;
+const MAX_PICKLE_OPS = 4_000_000;
 
 /**
  * Longest integer accepted, in bytes (LONG4) or digits (INT/LONG): building a BigInt from n bytes

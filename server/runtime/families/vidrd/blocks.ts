@@ -133,7 +133,7 @@ export function temporalConvLayer(net: Net, x: string, prefix: string, channels:
  * VidRD's get_sin_pos_embedding(C, F) as float32 [F, C]: pe[f, 2k] = sin(f·d_k), pe[f, 2k+1] =
  * cos(f·d_k), d_k = exp(2k · -(ln 10000 / C)) computed in float32 as torch does.
  */
-export function framePositionTable(net: Net, clip: Clip, channels: number): string {
+function framePositionTable(net: Net, clip: Clip, channels: number): string {
   const cached = clip.positionTables.get(channels);
   if (cached !== undefined) return cached;
   if (channels % 2 !== 0) throw new Error(`frame position embedding needs an even width, got ${channels}`);
@@ -198,7 +198,7 @@ export interface TransformerBlockOptions {
  * tokens [B·F, HW, C]: self-attention within each frame, cross-attention to the per-frame copy of
  * the text `context` [B·F, S, D], then the temporal attention, then the feed-forward.
  */
-export function transformerBlock(
+function transformerBlock(
   net: Net,
   h: string,
   prefix: string,

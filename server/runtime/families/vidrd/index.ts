@@ -23,10 +23,10 @@ import {
 import type { ModelFamily } from '../types.ts';
 import { buildVidrdUNet, parseVidrdUNetConfig } from './unet.ts';
 
-export const CHECKPOINT = 'ModelT2V.pth';
-export const VAE_DIR = 'vae_finetuned';
+const CHECKPOINT = 'ModelT2V.pth';
+const VAE_DIR = 'vae_finetuned';
 /** The SD folder's name in the release; any folder holding a StableDiffusionPipeline is accepted. */
-export const SD_DIR = 'stable-diffusion-2-1-base';
+const SD_DIR = 'stable-diffusion-2-1-base';
 
 /** The three parts of a release; given explicitly, or found in one folder. */
 export interface VidrdParts {
