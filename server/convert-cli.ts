@@ -6,6 +6,7 @@ import path from 'node:path';
 import { convertModel, type ConvertProgress, type ConvertSummary } from './runtime/convert/index.ts';
 import { listModels, type ModelListing } from './runtime/convert/catalog.ts';
 import { describeLimits } from './runtime/families/info.ts';
+import { formatBytes } from './runs/store.ts';
 
 export interface Out {
   write(text: string): unknown;
@@ -22,20 +23,8 @@ rdflow convert --sd DIR --checkpoint FILE --vae DIR DEST [--dtype ...] [--force]
 
 export const MODELS_USAGE = `rdflow models [--models-dir DIR] [--json]`;
 
-/** 1.5 GiB, 12.0 MiB, 930 KiB. */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${v} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
-}
-
 /** 1.42 B, 865.9 M, 46.3 k. */
-export function formatCount(n: number): string {
+function formatCount(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)} B`;
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)} M`;
   if (n >= 1e3) return `${(n / 1e3).toFixed(1)} k`;
@@ -43,7 +32,7 @@ export function formatCount(n: number): string {
 }
 
 /** A progress reporter: one redrawn line per component on a TTY, a line per 10 % otherwise. */
-export function convertProgress(out: Out): (p: ConvertProgress) => void {
+function convertProgress(out: Out): (p: ConvertProgress) => void {
   const tty = out.isTTY === true;
   let started = performance.now();
   let lastDecile = -1;
@@ -60,7 +49,7 @@ export function convertProgress(out: Out): (p: ConvertProgress) => void {
         }
         const frac = p.total > 0 ? p.done / p.total : 1;
         const secs = (performance.now() - started) / 1000;
-        const rate = secs > 0 ? `${formatBytes(p.done / secs)}/s` : '';
+        const rate = secs > 0 ? `${formatBytes(Math.round(p.done / secs))}/s` : '';
         if (tty) {
           const width = 30;
           const filled = Math.round(frac * width);
@@ -86,7 +75,7 @@ export function convertProgress(out: Out): (p: ConvertProgress) => void {
   };
 }
 
-export function formatSummary(s: ConvertSummary): string {
+function formatSummary(s: ConvertSummary): string {
   const lines = [
     `converted ${s.family} model into ${s.dest} (${s.dtype}) in ${s.seconds.toFixed(1)} s, ${formatBytes(s.bytes)} on disk`,
   ];
