@@ -17,7 +17,7 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isUpToDate } from '../../server/runtime/convert/cache.ts';
+import { ensureConverted, isUpToDate } from '../../server/runtime/convert/cache.ts';
 import { convertModel } from '../../server/runtime/convert/index.ts';
 import { inspectModelFolder } from '../../server/runtime/index.ts';
 import { modelsDir } from '../helpers/convert.ts';
@@ -92,6 +92,24 @@ describe('rdflow convert: the source and DEST stay whole', () => {
     mkdirSync(dest);
     writeFileSync(path.join(dest, 'model_index.json'), JSON.stringify({ rdflow: { converter: 1 } }));
     expect(await isUpToDate(MS, dest)).toBe(false);
+  });
+
+  it('LoadVideoModel cache: one caller interrupted does not abort the conversion another caller waits for', async () => {
+    const models = parent();
+    const first = new AbortController();
+    let writes = 0;
+    const a = ensureConverted(MS, models, {
+      signal: first.signal,
+      onProgress: (p) => {
+        if (p.phase === 'write' && ++writes === 2) first.abort(new Error('first caller interrupted'));
+      },
+    });
+    const secondSaw: string[] = [];
+    const b = ensureConverted(MS, models, { onProgress: (p) => secondSaw.push(p.phase) });
+    await expect(a).rejects.toThrow('first caller interrupted');
+    const dest = await b;
+    expect(await inspectModelFolder(dest)).toEqual([]);
+    expect(secondSaw).toContain('component-done');
   });
 
   it('two conversions into one DEST at once both finish, leaving one whole model', async () => {

@@ -60,11 +60,21 @@ export async function isUpToDate(srcDir: string, dest: string): Promise<boolean>
   return keys.length === Object.keys(info.stamp).length && keys.every((k) => info.stamp[k] === now[k]);
 }
 
-const inFlight = new Map<string, Promise<string>>();
+/** A conversion in progress, shared by every caller that asked for the same DEST. */
+interface Shared {
+  readonly job: Promise<string>;
+  /** Aborts the conversion: only once every caller waiting for it has been aborted. */
+  readonly stop: AbortController;
+  readonly listeners: Set<(p: ConvertProgress) => void>;
+  waiting: number;
+}
+
+const inFlight = new Map<string, Shared>();
 
 /**
  * The ONNX folder for source `srcDir`: the cached conversion when up to date, else a new one
- * (float32 weights). Concurrent callers share one conversion.
+ * (float32 weights). Concurrent callers share one conversion; each gets its progress, and one
+ * caller's abort ends only its own wait (the conversion stops when no caller is left).
  */
 export function ensureConverted(
   srcDir: string,
@@ -72,17 +82,65 @@ export function ensureConverted(
   opts: { onProgress?: (p: ConvertProgress) => void; signal?: AbortSignal } = {},
 ): Promise<string> {
   const dest = convertedPath(srcDir, modelsDir);
-  const running = inFlight.get(dest);
-  if (running !== undefined) return running;
-  const job = (async () => {
-    if (await isUpToDate(srcDir, dest)) return dest;
-    await convertModel(srcDir, dest, { force: true, onProgress: opts.onProgress, signal: opts.signal });
-    return dest;
-  })();
-  inFlight.set(dest, job);
-  const clear = () => inFlight.delete(dest);
-  job.then(clear, clear);
-  return job;
+  let shared = inFlight.get(dest);
+  if (shared === undefined) {
+    const stop = new AbortController();
+    const listeners = new Set<(p: ConvertProgress) => void>();
+    const job = (async () => {
+      if (await isUpToDate(srcDir, dest)) return dest;
+      await convertModel(srcDir, dest, {
+        force: true,
+        signal: stop.signal,
+        onProgress: (p) => listeners.forEach((f) => f(p)),
+      });
+      return dest;
+    })();
+    const s: Shared = { job, stop, listeners, waiting: 0 };
+    const clear = () => {
+      if (inFlight.get(dest) === s) inFlight.delete(dest);
+    };
+    job.then(clear, clear);
+    inFlight.set(dest, s);
+    shared = s;
+  }
+  return wait(shared, dest, opts);
+}
+
+function wait(
+  s: Shared,
+  dest: string,
+  opts: { onProgress?: (p: ConvertProgress) => void; signal?: AbortSignal },
+): Promise<string> {
+  const { signal, onProgress } = opts;
+  return new Promise<string>((resolve, reject) => {
+    const leave = () => {
+      if (onProgress) s.listeners.delete(onProgress);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onAbort = () => {
+      leave();
+      if (--s.waiting === 0) {
+        // Nobody waits any more: stop it, and let a later caller start afresh rather than join it.
+        if (inFlight.get(dest) === s) inFlight.delete(dest);
+        s.stop.abort(signal?.reason);
+      }
+      reject(signal?.reason as Error);
+    };
+    s.waiting++;
+    if (onProgress) s.listeners.add(onProgress);
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    s.job.then(
+      (v) => {
+        leave();
+        resolve(v);
+      },
+      (e: unknown) => {
+        leave();
+        reject(e as Error);
+      },
+    );
+  });
 }
 
 /**
