@@ -57,6 +57,13 @@ describe('hostile pickles', () => {
     );
   });
 
+  it('DICT with a key and no value is refused (it silently dropped the key)', () => {
+    const b = Uint8Array.from([0x80, 2, 0x28, 0x4b, 1, 0x4b, 2, 0x4b, 3, 0x64, 0x2e]); // MARK 1 2 3 DICT
+    expect(() => unpickle(b, { label: 'odd.pkl', globals: new Map() })).toThrow(
+      'odd.pkl: DICT with an odd number of items at offset 9',
+    );
+  });
+
   it('a dict keyed by a list that contains itself is described, not a JSON TypeError', async () => {
     // {L: 1} where L = [L] (memo: PUT then GET appends the list to itself).
     const q = new Pickle().proto(2).emptyDict().raw(0x5d).put().get(0).raw(0x61).int(1).setitem().stop();

@@ -419,8 +419,10 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
       case 0x64: {
         // DICT
         const items = popMark();
+        // Python fails here too: a key without a value is a corrupt pickle, not one to guess at.
+        if (items.length % 2 !== 0) fail(`DICT with an odd number of items at offset ${at}`);
         const d = new Map<unknown, unknown>();
-        for (let i = 0; i + 1 < items.length; i += 2) d.set(items[i], items[i + 1]);
+        for (let i = 0; i < items.length; i += 2) d.set(items[i], items[i + 1]);
         stack.push(d);
         break;
       }
