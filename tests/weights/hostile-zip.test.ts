@@ -1,8 +1,12 @@
 // Hostile zip containers around a PyTorch checkpoint: forged sizes, overlapping entries, a zip bomb
 // in a deflated data.pkl, directory records that run past their end. Each must fail with the file,
 // the entry and the reason, before anything the size of the forged field is allocated.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { openTorchCheckpoint } from '../../server/runtime/weights/index.ts';
+import { openSafetensors, openTorchCheckpoint } from '../../server/runtime/weights/index.ts';
 import { makeZip, storageOf, torchPickle, torchZip, scratchFiles } from './fixtures.ts';
 
 const file = scratchFiles('rdflow-hostile-zip-');
@@ -111,5 +115,21 @@ describe('hostile zip containers', () => {
     expect(await failure(z)).toMatch(
       /^evil\.pth: entry "archive\/data\/0": its data \(bytes \d+\.\.\d+\) runs past the end of the \d+-byte file$/,
     );
+  });
+
+  it('a directory or a FIFO where a weights file should be is named at once (a FIFO blocked the open forever)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'rdflow-notfile-'));
+    try {
+      mkdirSync(path.join(dir, 'd.safetensors'));
+      execFileSync('mkfifo', [path.join(dir, 'p.bin')]);
+      await expect(openSafetensors(path.join(dir, 'd.safetensors'))).rejects.toThrow(
+        'd.safetensors: cannot be opened (a directory, not a file)',
+      );
+      await expect(openTorchCheckpoint(path.join(dir, 'p.bin'))).rejects.toThrow(
+        'p.bin: cannot be opened (not a regular file)',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

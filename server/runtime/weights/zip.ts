@@ -2,7 +2,7 @@
 // (zip64 included, for files over 4 GiB); an entry's bytes are read by offset when asked for, so
 // a multi-GB archive costs one range's memory at a time. Stored (uncompressed) entries are what
 // torch.save writes; deflated ones are inflated whole on read (small files, other writers).
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, stat, type FileHandle } from 'node:fs/promises';
 import { inflateRawSync } from 'node:zlib';
 
 export interface ZipEntry {
@@ -29,6 +29,14 @@ const MAX_DEFLATE_RATIO = 1032;
 /** Opens a checkpoint file for reading; the error names it by `label` and says why (ENOENT, EACCES...). */
 export async function openForReading(file: string, label: string): Promise<FileHandle> {
   try {
+    // Checked before opening: opening a FIFO blocks until a writer comes (a hang), and a
+    // directory opens fine and fails only at the first read, with an error naming no file.
+    const st = await stat(file);
+    if (!st.isFile()) {
+      throw Object.assign(new Error('not a regular file'), {
+        code: st.isDirectory() ? 'a directory, not a file' : 'not a regular file',
+      });
+    }
     return await open(file, 'r');
   } catch (e) {
     throw new Error(`${label}: cannot be opened (${(e as NodeJS.ErrnoException).code ?? String(e)})`, {
