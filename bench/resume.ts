@@ -147,7 +147,7 @@ export function resumeSection(r: ResumeResult): Section {
   const s = (v: number) => v / 1000;
   const formats = r.formats.join(' + ').toUpperCase();
   return {
-    title: '10. Resume checkpoints and long videos',
+    title: '11. Resume checkpoints and long videos',
     goal: `checkpointing ≤ ${CHECKPOINT_GOAL.toFixed(2)}× run time; peak RSS(${hi.clips} clips, every format) / RSS(${lo.clips}) ≤ ${LONG_RSS_GOAL.toFixed(2)}`,
     met: ckMet && rssMet,
     headline:

@@ -65,12 +65,13 @@ const steps: [number, string, () => Promise<Section | Section[]>][] = [
     'converted UNet throughput and full-size conversion',
     async () => convertSections(await benchConvert(env, log)),
   ],
+  // Step 8 writes sections 8 and 9; the step numbers (for --only) follow the section titles.
   [
-    9,
+    10,
     'server vs CLI',
     async () => serverVsCliSection(await benchServerVsCli({ ...env, reps: heavyReps }, log)),
   ],
-  [10, 'resume checkpoints and long videos', async () => resumeSection(await benchResume(env, log))],
+  [11, 'resume checkpoints and long videos', async () => resumeSection(await benchResume(env, log))],
 ];
 try {
   for (const [n, name, run] of steps) {

@@ -246,7 +246,7 @@ export function serverVsCliSection(r: ServerVsCliResult): Section {
     );
   const sets = serverVsCliSets(r.clips);
   return {
-    title: '9. Server vs CLI',
+    title: '10. Server vs CLI',
     goal: `the server within ${SERVER_GOAL_RATIO}× of the CLI on the same run, a client listening (issue 17)`,
     met: r.ratio.median <= SERVER_GOAL_RATIO,
     headline: `server / CLI ×${r.ratio.median.toFixed(3)} (${r.clips} clips: ${(r.serverRun.median / 1000).toFixed(1)} s vs ${(r.cliRun.median / 1000).toFixed(1)} s)`,
