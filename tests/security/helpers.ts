@@ -3,15 +3,14 @@
 // frames (and can run a test's hook before a clip, to play an attacker mid-run), a node that kills
 // its process (a prompt that crashes the server), raw multipart uploads, and a server in its own
 // process for kill -9.
-import { spawn, type ChildProcess } from 'node:child_process';
-import path from 'node:path';
 import { defineNode, input, output, type AnyNodeDef } from '../../server/engine/define.ts';
 import type { Tensor } from '../../nodes/lib/tensor-type.ts';
 import { loadVideoModelNode } from '../../nodes/load-video-model.ts';
 import { videoWriteNode } from '../../nodes/video-write.ts';
 import { serverTestNodes } from '../server/fixtures/nodes.ts';
+import { spawnServerProcess, type SpawnedServer } from '../server/helpers.ts';
 
-export const repoRoot = path.resolve(import.meta.dirname, '..', '..');
+export type { SpawnedServer };
 
 /** Called by TestImages before it makes the frames of loop index `index` (in-process servers). */
 export const imageHooks = new Map<string, (index: number) => void | Promise<void>>();
@@ -121,36 +120,7 @@ export async function rawUpload(
   return { status: res.status, body };
 }
 
-export interface SpawnedServer {
-  child: ChildProcess;
-  url: string;
-  port: number;
-  /** Everything the process wrote to stderr so far. */
-  stderr(): string;
-  /** Resolves when the process has exited (by itself or killed). */
-  exited: Promise<number | null>;
-}
-
-/** A server over ROOT's folders in its own process (tests/security/fixtures/serve.ts). */
+/** A server over ROOT's folders in its own process, with the security tests' nodes. */
 export function spawnServer(root: string, ...flags: string[]): Promise<SpawnedServer> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join('tests', 'security', 'fixtures', 'serve.ts'), root, ...flags],
-    { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /READY (\d+)/.exec(out);
-      if (m) {
-        const port = Number(m[1]);
-        resolve({ child, url: `http://127.0.0.1:${port}`, port, stderr: () => err, exited });
-      }
-    });
-    void exited.then((code) => reject(new Error(`server exited (${code}) before it was ready: ${err}`)));
-  });
+  return spawnServerProcess(root, '--nodes', 'security', ...flags);
 }

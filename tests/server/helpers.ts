@@ -1,5 +1,6 @@
 // Shared by the server tests: a real server on a free loopback port over temp folders, a JSON
 // HTTP helper, and a WebSocket client that records every message it receives.
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -7,6 +8,8 @@ import path from 'node:path';
 import { WebSocket } from 'ws';
 import { startServer, type RunningServer, type ServerOptions } from '../../server/api/index.ts';
 import { serverTestNodes } from './fixtures/nodes.ts';
+
+const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 
 export interface TestServer extends RunningServer {
   root: string;
@@ -189,5 +192,39 @@ export function rawGet(
       .map(([k, v]) => `${k}: ${v}\r\n`)
       .join('');
     sock.write(`GET ${target} HTTP/1.1\r\n${lines}\r\n`);
+  });
+}
+
+export interface SpawnedServer {
+  child: ChildProcess;
+  url: string;
+  port: number;
+  /** Everything the process wrote to stderr so far. */
+  stderr(): string;
+  /** Resolves when the process has exited (by itself or killed). */
+  exited: Promise<number | null>;
+}
+
+/** A server over ROOT's folders in its own process (tests/server/fixtures/serve.ts; flags after ROOT). */
+export function spawnServerProcess(root: string, ...flags: string[]): Promise<SpawnedServer> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join('tests', 'server', 'fixtures', 'serve.ts'), root, ...flags],
+    { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /READY (\d+)/.exec(out);
+      if (m) {
+        const port = Number(m[1]);
+        resolve({ child, url: `http://127.0.0.1:${port}`, port, stderr: () => err, exited });
+      }
+    });
+    void exited.then((code) => reject(new Error(`server exited (${code}) before it was ready: ${err}`)));
   });
 }

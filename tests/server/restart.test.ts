@@ -3,42 +3,24 @@
 // queued again first, once (by default), or in history as failed with a message saying so
 // (`requeueCrashed: false`). A prompt under which the server dies twice is not run a third time
 // (tests/security/reliability.test.ts).
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CRASHED_MESSAGE } from '../../server/api/index.ts';
-import { connect, request, slowPrompt, startTestServer, until } from './helpers.ts';
+import { connect, request, slowPrompt, spawnServerProcess, startTestServer, until } from './helpers.ts';
 
-const repoRoot = path.resolve(import.meta.dirname, '..', '..');
 const children: ChildProcess[] = [];
 
 afterEach(() => {
   for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL');
 });
 
-function spawnServer(root: string, ...flags: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', path.join('tests', 'server', 'fixtures', 'serve.ts'), root, ...flags],
-    {
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  children.push(child);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    let err = '';
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /READY (\d+)/.exec(out);
-      if (m) resolve({ child, url: `http://127.0.0.1:${m[1]}` });
-    });
-    child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('exit', (code) => reject(new Error(`server exited (${code}) before it was ready: ${err}`)));
-  });
+async function spawnServer(root: string, ...flags: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const s = await spawnServerProcess(root, ...flags);
+  children.push(s.child);
+  return s;
 }
 
 type History = Record<
