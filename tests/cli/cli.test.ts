@@ -4,15 +4,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import {
-  checkPrompts,
-  defaultDataDir,
-  runCli,
-  writableDefaultDataDir,
-  type CliOutput,
-} from '../../server/cli.ts';
+import { checkPrompts, defaultDataDir, runCli, writableDefaultDataDir } from '../../server/cli.ts';
 import type { ApiPrompt } from '../../server/engine/types.ts';
 import { createTestNodes } from '../helpers/engine-nodes.ts';
+import { captureOutput } from '../helpers/cli-output.ts';
 
 let dir: string;
 beforeEach(() => {
@@ -20,23 +15,10 @@ beforeEach(() => {
 });
 afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-function capture(isTTY = false): CliOutput & { text: () => string } {
-  let text = '';
-  return {
-    isTTY,
-    columns: 200,
-    write(s: string) {
-      text += s;
-      return true;
-    },
-    text: () => text,
-  };
-}
-
 async function cli(argv: string[], opts: { tty?: boolean; signal?: AbortSignal } = {}) {
   const { nodes, log } = createTestNodes();
-  const stdout = capture(opts.tty);
-  const stderr = capture();
+  const stdout = captureOutput({ isTTY: opts.tty });
+  const stderr = captureOutput();
   const code = await runCli(argv, { nodes, stdout, stderr, cwd: dir, signal: opts.signal });
   return { code, out: stdout.text(), err: stderr.text(), log };
 }
@@ -321,8 +303,8 @@ describe('prompt checks before a run', () => {
   });
 
   test('rdflow run with the shipped nodes exits 2 on an empty prompt before running anything', async () => {
-    const stdout = capture();
-    const stderr = capture();
+    const stdout = captureOutput();
+    const stderr = captureOutput();
     const file = path.join(import.meta.dirname, '..', '..', 'workflows', 'vidrd-long-video.json');
     const code = await runCli(['run', file, '--set', '2.text=', '--data-dir', 'data'], {
       stdout,
@@ -401,8 +383,8 @@ describe.runIf(process.platform === 'linux')('Ctrl-C', () => {
 describe('rdflow serve', () => {
   test('serves the editor with no build step, and keeps its data in --data-dir', async () => {
     const controller = new AbortController();
-    const stdout = capture();
-    const stderr = capture();
+    const stdout = captureOutput();
+    const stderr = captureOutput();
     const serving = runCli(
       ['serve', '--port', '0', '--output-dir', 'out', '--models-dir', 'models', '--data-dir', 'state'],
       { stdout, stderr, cwd: dir, signal: controller.signal },

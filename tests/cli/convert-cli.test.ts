@@ -4,28 +4,16 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { runCli, type CliOutput } from '../../server/cli.ts';
+import { runCli } from '../../server/cli.ts';
 import { modelsDir as vectorModels } from '../helpers/convert.ts';
+import { captureOutput } from '../helpers/cli-output.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-convert-cli-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-function capture(isTTY = false): CliOutput & { text: () => string } {
-  let text = '';
-  return {
-    isTTY,
-    columns: 200,
-    write(s: string) {
-      text += s;
-      return true;
-    },
-    text: () => text,
-  };
-}
-
 async function cli(argv: string[], tty = false) {
-  const stdout = capture(tty);
-  const stderr = capture();
+  const stdout = captureOutput({ isTTY: tty });
+  const stderr = captureOutput();
   const code = await runCli(argv, { stdout, stderr, cwd: dir, signal: new AbortController().signal });
   return { code, out: stdout.text(), err: stderr.text() };
 }

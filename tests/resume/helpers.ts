@@ -5,11 +5,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { runCli, type CliOutput } from '../../server/cli.ts';
+import { runCli } from '../../server/cli.ts';
 import type { ApiPrompt } from '../../server/engine/types.ts';
 import { ffmpegPath } from '../../nodes/lib/video/index.ts';
 import { makeTestModel } from '../helpers/models.ts';
 import { readWorkflow, repoRoot, shrink } from '../pipeline/workflow.ts';
+import { captureOutput } from '../helpers/cli-output.ts';
 
 const run = promisify(execFile);
 
@@ -25,18 +26,6 @@ export function writeWorkflow(dir: string, name: string, prompt: unknown): void 
   fs.writeFileSync(path.join(dir, name), JSON.stringify(prompt));
 }
 
-function capture(onText?: (s: string) => void): CliOutput & { text: () => string } {
-  let text = '';
-  return {
-    write(s: string) {
-      text += s;
-      onText?.(s);
-      return true;
-    },
-    text: () => text,
-  };
-}
-
 /** `rdflow ARGS` in this process (shipped nodes); `interruptOn` aborts like Ctrl-C when stdout shows it. */
 export async function cli(
   dir: string,
@@ -44,10 +33,12 @@ export async function cli(
   interruptOn?: string,
 ): Promise<{ code: number; out: string; err: string }> {
   const ac = new AbortController();
-  const stdout = capture((s) => {
-    if (interruptOn !== undefined && s.includes(interruptOn)) ac.abort();
+  const stdout = captureOutput({
+    onText: (s) => {
+      if (interruptOn !== undefined && s.includes(interruptOn)) ac.abort();
+    },
   });
-  const stderr = capture();
+  const stderr = captureOutput();
   const code = await runCli(args, { cwd: dir, stdout, stderr, signal: ac.signal });
   return { code, out: stdout.text(), err: stderr.text() };
 }

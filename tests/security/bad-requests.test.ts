@@ -6,10 +6,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jsonNestsDeeperThan, MAX_JSON_DEPTH } from '../../server/api/routes.ts';
-import { runCli, type CliOutput } from '../../server/cli.ts';
+import { runCli } from '../../server/cli.ts';
 import { createTestNodes } from '../helpers/engine-nodes.ts';
 import { rawGet, request, slowPrompt, startTestServer, type TestServer } from '../server/helpers.ts';
 import { rawUpload, securityNodes } from './helpers.ts';
+import { captureOutput } from '../helpers/cli-output.ts';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -189,19 +190,19 @@ describe('upload names', () => {
 });
 
 describe('rdflow run with an output folder that cannot be written', () => {
-  function capture(): CliOutput & { text: () => string } {
-    let text = '';
-    return { write: (s: string) => (text += s), text: () => text };
-  }
-
   it('fails at once with exit 2, naming the folder', async () => {
     const cwd = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-out-'));
     fs.writeFileSync(path.join(cwd, 'wf.json'), JSON.stringify(slowPrompt(1, { steps: 1 })));
     fs.writeFileSync(path.join(cwd, 'a-file'), '');
     for (const out of ['/proc/x', '/proc/x/y', path.join(cwd, 'a-file'), path.join(cwd, 'a-file', 'sub')]) {
       const { nodes, log } = createTestNodes();
-      const stderr = capture();
-      const code = await runCli(['run', 'wf.json', '--out', out], { nodes, stdout: capture(), stderr, cwd });
+      const stderr = captureOutput();
+      const code = await runCli(['run', 'wf.json', '--out', out], {
+        nodes,
+        stdout: captureOutput(),
+        stderr,
+        cwd,
+      });
       expect(code, out).toBe(2);
       expect(stderr.text(), out).toContain(out);
       expect(log.runs, out).toEqual([]);
