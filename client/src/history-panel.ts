@@ -2,23 +2,13 @@
 // files they wrote, each with a Load button that puts that prompt's graph on the canvas. The newest
 // entry's video plays at the top, so opening the editor shows the latest output, whoever queued it.
 import type { Api } from './api.ts';
+import { el } from './dom.ts';
 import { messageOf, toast } from './errors.ts';
 import { filesOf } from './output.ts';
 import type { FileRef, HistoryEntry } from './types.ts';
 
 const VIDEO = /\.(mp4|webm|mov|mkv)$/i;
 const SHOWN = 20;
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className?: string,
-  text?: string,
-): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (className !== undefined) e.className = className;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 /** Every file a history entry's outputs list, in node order. */
 export function entryFiles(entry: HistoryEntry): FileRef[] {

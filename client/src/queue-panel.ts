@@ -1,21 +1,11 @@
 // The side panel: connection and run status (executing node, step, clip i of K), the prompts
 // running and pending with cancel buttons, and the last error naming its node.
 import type { Api } from './api.ts';
+import { el } from './dom.ts';
 import { messageOf, toast } from './errors.ts';
 import { createResumeActions } from './resume.ts';
 import type { RunState } from './run-state.ts';
 import type { QueueItem, QueueState } from './types.ts';
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className?: string,
-  text?: string,
-): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (className !== undefined) e.className = className;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 export class QueuePanel {
   private readonly status = el('div', 'run-status');
