@@ -123,6 +123,22 @@ export function temporalConv(
   return net.reshape(sum, [-1, channels, net.shape(x, 2, 4)]);
 }
 
+/** Both transformers' core on tokens [N, L, C]: proj_in to heads·headDim, the one block, proj_out. */
+function projectedBlock(
+  g: VideoGraph,
+  tokens: string,
+  prefix: string,
+  channels: number,
+  heads: number,
+  headDim: number,
+  context?: BlockContext,
+): string {
+  const inner = heads * headDim;
+  const h = linear(g.net, tokens, `${prefix}.proj_in`, channels, inner);
+  const blocked = basicTransformerBlock(g, h, `${prefix}.transformer_blocks.0`, inner, heads, context);
+  return linear(g.net, blocked, `${prefix}.proj_out`, inner, channels);
+}
+
 /**
  * Transformer2DModel (continuous input, use_linear_projection, one block) on x [(b f), C, H, W]:
  * GroupNorm (eps 1e-6), pixels as tokens, proj_in to heads·headDim, the block with cross-attention
@@ -139,12 +155,9 @@ export function transformer2d(
   context: BlockContext,
 ): string {
   const { net } = g;
-  const inner = heads * headDim;
   const normed = groupNorm(net, x, `${prefix}.norm`, channels, groups, 1e-6);
   const tokens = net.reshape(net.transpose(normed, [0, 2, 3, 1]), [0, -1, channels]); // [(b f), H·W, C]
-  let h = linear(net, tokens, `${prefix}.proj_in`, channels, inner);
-  h = basicTransformerBlock(g, h, `${prefix}.transformer_blocks.0`, inner, heads, context);
-  h = linear(net, h, `${prefix}.proj_out`, inner, channels);
+  const h = projectedBlock(g, tokens, prefix, channels, heads, headDim, context);
   const hw = net.shape(x, 2, 4);
   const back = net.transpose(net.reshape(h, [0, hw, channels]), [0, 3, 1, 2]);
   return net.op('Add', [back, x]);
@@ -165,13 +178,10 @@ export function transformerTemporal(
   headDim: number,
 ): string {
   const { net } = g;
-  const inner = heads * headDim;
   const video = toVideo(g, x, channels); // [b, C, f, H, W]
   const normed = groupNorm(net, video, `${prefix}.norm`, channels, groups, 1e-6, 5);
   const seq = net.reshape(net.transpose(normed, [0, 3, 4, 2, 1]), [-1, g.frames, channels]); // [(b H W), f, C]
-  let h = linear(net, seq, `${prefix}.proj_in`, channels, inner);
-  h = basicTransformerBlock(g, h, `${prefix}.transformer_blocks.0`, inner, heads);
-  h = linear(net, h, `${prefix}.proj_out`, inner, channels);
+  const h = projectedBlock(g, seq, prefix, channels, heads, headDim);
   const hw = net.shape(x, 2, 4);
   const grid = net.reshape(h, [-1, hw, g.frames, channels]); // [b, H, W, f, C]
   const frames = net.reshape(net.transpose(grid, [0, 3, 4, 1, 2]), [-1, channels, hw]);
