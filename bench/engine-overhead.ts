@@ -7,7 +7,7 @@ import { rmSync } from 'node:fs';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { allNodes } from '../nodes/index.ts';
-import { frameStrip } from '../nodes/lib/video/index.ts';
+import { frameStrip } from '../server/runtime/video/index.ts';
 import { cliPaths, runCli } from '../server/cli.ts';
 import { createEngine } from '../server/engine/index.ts';
 import { getRuntime } from '../server/runtime/index.ts';

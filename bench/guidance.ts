@@ -1,10 +1,10 @@
 // Benchmark 4, guidance batching: classifier-free guidance as one UNet call on a batch of 2 vs two
 // calls on batch 1, per DDIM step, through the real runtime (worker-thread sessions) and the real
-// sampler (nodes/lib/sampler.ts sampleClip, `dynamicBatch` true/false), on the bench and demo models.
+// sampler (server/core/sampler.ts sampleClip, `dynamicBatch` true/false), on the bench and demo models.
 import path from 'node:path';
-import { parseSchedulerConfig } from '../nodes/lib/ddim.ts';
-import { sampleClip } from '../nodes/lib/sampler.ts';
-import { torchRandn } from '../nodes/lib/torch-rng.ts';
+import { parseSchedulerConfig } from '../server/core/ddim.ts';
+import { sampleClip } from '../server/core/sampler.ts';
+import { torchRandn } from '../server/core/torch-rng.ts';
 import { getRuntime, type VideoModel } from '../server/runtime/index.ts';
 import type { BenchEnv } from './config.ts';
 import { startWorker } from './proc.ts';

@@ -3,11 +3,11 @@
 // repetition. Also the DSG record's bytes per clip at the shipped defaults, from the real sampler.
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseSchedulerConfig } from '../nodes/lib/ddim.ts';
-import { sampleClip } from '../nodes/lib/sampler.ts';
-import { numel } from '../nodes/lib/tensor.ts';
-import { torchRandn } from '../nodes/lib/torch-rng.ts';
-import { recordBytes } from '../nodes/lib/vidrd.ts';
+import { parseSchedulerConfig } from '../server/core/ddim.ts';
+import { sampleClip } from '../server/core/sampler.ts';
+import { numel } from '../server/core/tensor.ts';
+import { torchRandn } from '../server/core/torch-rng.ts';
+import { recordBytes } from '../server/core/vidrd.ts';
 import { setArgs, workflowPrompt, type BenchEnv } from './config.ts';
 import { RDFLOW_BIN, runNode } from './proc.ts';
 import type { Section } from './report.ts';

@@ -2,18 +2,18 @@
 // script. onnxruntime-node sessions created directly on the main thread (same files, same session
 // options as server/runtime/sessions.ts), fed the same inputs in the same order (text encoder ×2,
 // per clip S UNet calls on the CFG batch of 2, VAE decode in chunks), the same sampler math
-// (nodes/lib) and the same MP4 + GIF writers (nodes/lib/video). No engine, no nodes, no worker
+// (server/core) and the same MP4 + GIF writers (server/runtime/video). No engine, no nodes, no worker
 // thread, no previews. Run directly (`tsx bench/plain.ts SETTINGS_JSON`) it is one cold process.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import { parseSchedulerConfig, type DdimConfig } from '../nodes/lib/ddim.ts';
-import { sampleClip } from '../nodes/lib/sampler.ts';
-import type { Tensor } from '../nodes/lib/tensor-type.ts';
-import { torchRandn } from '../nodes/lib/torch-rng.ts';
-import { openVideoWriter, resolveOutputPath } from '../nodes/lib/video/index.ts';
-import { flipFrames, pnsNoise, type DsgRecord } from '../nodes/lib/vidrd.ts';
+import { parseSchedulerConfig, type DdimConfig } from '../server/core/ddim.ts';
+import { sampleClip } from '../server/core/sampler.ts';
+import type { Tensor } from '../server/core/tensor-type.ts';
+import { torchRandn } from '../server/core/torch-rng.ts';
+import { openVideoWriter, resolveOutputPath } from '../server/runtime/video/index.ts';
+import { flipFrames, pnsNoise, type DsgRecord } from '../server/core/vidrd.ts';
 import type { ApiPrompt } from '../server/engine/types.ts';
 import { readScalingFactor } from '../server/runtime/folder.ts';
 import { sessionOptions } from '../server/runtime/sessions.ts';

@@ -5,8 +5,8 @@
 //   has it, PNG frames) written as the clips arrive, checkpoints on, each K in its own process.
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { supportedFormats } from '../nodes/lib/video/index.ts';
-import { framesToRgb8 } from '../nodes/lib/video/rgb-codec.ts';
+import { supportedFormats } from '../server/runtime/video/index.ts';
+import { framesToRgb8 } from '../server/runtime/video/rgb-codec.ts';
 import { setArgs, workflowPrompt, type BenchEnv } from './config.ts';
 import { RDFLOW_BIN, runNode } from './proc.ts';
 import type { Section } from './report.ts';

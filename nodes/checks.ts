@@ -1,7 +1,7 @@
 // Run-time checks of linked values. Links from loop nodes are typed '*', so a value can arrive as
 // anything (or nothing, when an initial value is not linked); these turn that into a message that
 // names the input instead of a TypeError deep in the math.
-import type { Tensor } from './lib/tensor-type.ts';
+import type { Tensor } from '../server/core/tensor-type.ts';
 
 function describe(v: unknown): string {
   if (v === undefined || v === null) return 'nothing';

@@ -3,10 +3,10 @@
 // trajectory. Returns the clip's latent and the memory-lean record the next clip reads.
 import { defineNode, input, output } from '../server/engine/define.ts';
 import type { UNetModel } from '../server/runtime/types.ts';
-import { ddimTimesteps, parseSchedulerConfig, type DdimConfig } from './lib/ddim.ts';
-import { sampleClip } from './lib/sampler.ts';
-import type { Tensor } from './lib/tensor-type.ts';
-import type { DsgRecord } from './lib/vidrd.ts';
+import { ddimTimesteps, parseSchedulerConfig, type DdimConfig } from '../server/core/ddim.ts';
+import { sampleClip } from '../server/core/sampler.ts';
+import type { Tensor } from '../server/core/tensor-type.ts';
+import type { DsgRecord } from '../server/core/vidrd.ts';
 import { MAX_SEED } from './noise-init.ts';
 import { requireTensor } from './checks.ts';
 import {

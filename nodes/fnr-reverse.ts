@@ -1,7 +1,7 @@
 // FNRReverse: frame-level noise reversal, the first half of VidRD's next-clip noise: frames reversed.
 import { defineNode, input, output } from '../server/engine/define.ts';
-import type { Tensor } from './lib/tensor-type.ts';
-import { flipFrames } from './lib/vidrd.ts';
+import type { Tensor } from '../server/core/tensor-type.ts';
+import { flipFrames } from '../server/core/vidrd.ts';
 import { requireTensor } from './checks.ts';
 import { sameShape } from './limits.ts';
 

@@ -2,8 +2,8 @@
 import { readFile } from 'node:fs/promises';
 import { defineNode, input, output } from '../server/engine/define.ts';
 import { filesFingerprint, listFilesWithExt, resolveExistingInside, resolveInside } from './files.ts';
-import { npyToTensor } from './lib/npy.ts';
-import type { Tensor } from './lib/tensor-type.ts';
+import { npyToTensor } from '../server/core/npy.ts';
+import type { Tensor } from '../server/core/tensor-type.ts';
 
 export const loadLatentNode = defineNode({
   name: 'LoadLatent',

@@ -1,8 +1,8 @@
 // NoiseInit: the first clip's starting noise, exactly `torch.manual_seed(seed); torch.randn(shape)`
 // for shape [B, 4, N, h/8, w/8], so a seed means the same noise here as in PyTorch.
 import { defineNode, input, output } from '../server/engine/define.ts';
-import { torchRandn } from './lib/torch-rng.ts';
-import type { Tensor } from './lib/tensor-type.ts';
+import { torchRandn } from '../server/core/torch-rng.ts';
+import type { Tensor } from '../server/core/tensor-type.ts';
 import { clipCosts } from './limits.ts';
 
 /** Latent channels of the SD VAE; the spatial downscale of its latents. */

@@ -2,9 +2,9 @@
 // one: its first M frames copied, the rest mixed α/sqrt(1+α²)·r + ε with ε seeded by seed + clip.
 import { defineNode, input, output } from '../server/engine/define.ts';
 import { MAX_SEED } from './noise-init.ts';
-import type { Tensor } from './lib/tensor-type.ts';
-import { torchRandn } from './lib/torch-rng.ts';
-import { pnsNoise } from './lib/vidrd.ts';
+import type { Tensor } from '../server/core/tensor-type.ts';
+import { torchRandn } from '../server/core/torch-rng.ts';
+import { pnsNoise } from '../server/core/vidrd.ts';
 import { requireTensor } from './checks.ts';
 import { referenceFrameIssues, sameShape } from './limits.ts';
 

@@ -7,7 +7,7 @@
 // scene keeps the clips before it (cached, and resumable).
 import { defineNode, input, output, type ValidationIssue } from '../server/engine/define.ts';
 import type { TextEncoderModel } from '../server/runtime/types.ts';
-import type { Tensor } from './lib/tensor-type.ts';
+import type { Tensor } from '../server/core/tensor-type.ts';
 
 export interface Scene {
   /** 1-based line of the schedule text, for messages. */

@@ -3,9 +3,9 @@
 import { rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { defineNode, input } from '../server/engine/define.ts';
-import { writeNpy } from './lib/npy.ts';
-import type { Tensor } from './lib/tensor-type.ts';
-import { resolveOutputPath } from './lib/video/index.ts';
+import { writeNpy } from '../server/core/npy.ts';
+import type { Tensor } from '../server/core/tensor-type.ts';
+import { resolveOutputPath } from '../server/runtime/video/index.ts';
 import { prefixIssues } from './video-write.ts';
 import { requireTensor } from './checks.ts';
 import { fileNameIssues } from './limits.ts';

@@ -1,7 +1,7 @@
 // TextEncode: a prompt → its CONDITIONING ([1, L, D] hidden states of the model's text encoder).
 import { defineNode, input, output } from '../server/engine/define.ts';
 import type { TextEncoderModel } from '../server/runtime/types.ts';
-import type { Tensor } from './lib/tensor-type.ts';
+import type { Tensor } from '../server/core/tensor-type.ts';
 
 export const textEncodeNode = defineNode({
   name: 'TextEncode',

@@ -2,8 +2,8 @@
 // (a PNG frame strip), so each clip of a long video is seen as soon as it exists.
 import { defineNode, input, output } from '../server/engine/define.ts';
 import type { VaeDecoderModel } from '../server/runtime/types.ts';
-import type { Tensor } from './lib/tensor-type.ts';
-import { frameStrip } from './lib/video/index.ts';
+import type { Tensor } from '../server/core/tensor-type.ts';
+import { frameStrip } from '../server/runtime/video/index.ts';
 import { requireTensor } from './checks.ts';
 import { clipCosts, shapeOf } from './limits.ts';
 

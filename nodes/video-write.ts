@@ -4,11 +4,11 @@
 // any other way aborts the writer, so no partial file is left behind.
 import path from 'node:path';
 import { defineNode, input, type RunContext, type UiOutput } from '../server/engine/define.ts';
-import type { Tensor } from './lib/tensor-type.ts';
-import { assertStillInside } from './lib/video/paths.ts';
+import type { Tensor } from '../server/core/tensor-type.ts';
+import { assertStillInside } from '../server/runtime/video/paths.ts';
 import { requireTensor } from './checks.ts';
 import { fileNameIssues } from './limits.ts';
-import { rgb8Codec } from './lib/video/rgb-codec.ts';
+import { rgb8Codec } from '../server/runtime/video/rgb-codec.ts';
 import {
   checkFilenamePrefix,
   openVideoWriter,
@@ -18,7 +18,7 @@ import {
   VIDEO_FORMATS,
   type VideoFormat,
   type VideoWriter,
-} from './lib/video/index.ts';
+} from '../server/runtime/video/index.ts';
 
 /** Mime-like labels as ComfyUI video nodes report them to clients. */
 const FORMAT_LABEL: Record<VideoFormat, string> = {

@@ -7,7 +7,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
-import { SD21_BASE_SCHEDULER_CONFIG } from '../nodes/lib/ddim.ts';
+import { SD21_BASE_SCHEDULER_CONFIG } from '../server/core/ddim.ts';
 import { buildClipTextEncoder, parseClipTextConfig } from '../server/runtime/convert/clip-text.ts';
 import { Net } from '../server/runtime/convert/net.ts';
 import { buildVaeDecoder, parseVaeConfig } from '../server/runtime/convert/vae-decoder.ts';

@@ -4,7 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ffmpegPath, ffprobePath, frameStrip } from '../nodes/lib/video/index.ts';
+import { ffmpegPath, ffprobePath, frameStrip } from '../server/runtime/video/index.ts';
 
 const STRIP_FRAMES = 16;
 const SCALE = 0.375;

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs as parseNodeArgs, type ParseArgsConfig } from 'node:util';
-import { makeDirs } from '../nodes/lib/video/paths.ts';
+import { makeDirs } from './runtime/video/paths.ts';
 import { readModelInfo } from './runtime/families/info.ts';
 import { checkPromptTexts, type PromptProblem } from '../client/src/prompt-check.ts';
 import type { AnyNodeDef, NodePaths, UiOutput } from './engine/define.ts';

@@ -9,7 +9,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import { WebSocketServer } from 'ws';
 import type { AnyNodeDef, NodePaths } from '../engine/define.ts';
 import { createEngine } from '../engine/index.ts';
-import { makeDirs } from '../../nodes/lib/video/paths.ts';
+import { makeDirs } from '../runtime/video/paths.ts';
 import { getRuntime } from '../runtime/index.ts';
 import {
   confinedModelNames,

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { processAlive } from '../../nodes/lib/process.ts';
+import { processAlive } from '../core/process.ts';
 import type { HistoryEntry, HistoryStore, PromptQueue, QueueItem } from './queue.ts';
 
 /** Pending key: [number, seq] keeps ComfyUI's order by `number` and makes equal numbers FIFO. */

@@ -3,7 +3,7 @@
 // engine's spill cache. Nothing here is ever a finished file: every name swept is a temporary one.
 import fs from 'node:fs';
 import path from 'node:path';
-import { leftByDeadProcess } from '../../nodes/lib/process.ts';
+import { leftByDeadProcess } from '../core/process.ts';
 
 /** `.clip_00001.tmp-<pid>-<tag>.mp4` (video writers), `.clip_00001.tmp-<pid>.npy` (SaveLatent). */
 const WRITER_TEMP = /^\..*\.tmp-(\d+)(?:-[^.]*)?(?:\.[A-Za-z0-9]+)?$/;

@@ -4,7 +4,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseSchedulerConfig } from '../../nodes/lib/ddim.ts';
+import { parseSchedulerConfig } from '../core/ddim.ts';
 import { checkTextEncoder, checkUNet, checkVae, type Checked } from './io.ts';
 import { readOnnxHeader, type OnnxHeader } from './onnx/header.ts';
 

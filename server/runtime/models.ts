@@ -1,8 +1,8 @@
 // The UNet, text encoder and VAE decoder handles over worker sessions. Each adapts the sampler's
 // float32 tensors to what its ONNX model declares (float16 in/out, int32/int64 ids, the timestep's
 // type and shape) at the model boundary, and checks shapes so a mismatch names model and input.
-import { float16ToFloat32, float32ToFloat16 } from '../../nodes/lib/half.ts';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
+import { float16ToFloat32, float32ToFloat16 } from '../core/half.ts';
+import type { Tensor } from '../core/tensor-type.ts';
 import type { FloatType, TextEncoderIO, UNetIO, VaeIO } from './io.ts';
 import type { WireTensor } from './protocol.ts';
 import type { OpenSession, SessionPool } from './sessions.ts';

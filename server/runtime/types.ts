@@ -1,6 +1,6 @@
 // The model handles that travel on UNET, TEXT_ENCODER and VAE sockets. Nodes call these; the
 // runtime implements them over onnxruntime sessions that live in a worker thread.
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
+import type { Tensor } from '../core/tensor-type.ts';
 
 export interface UNetModel {
   readonly kind: 'unet';

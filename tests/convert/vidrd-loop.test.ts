@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { allNodes } from '../../nodes/index.ts';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
+import type { Tensor } from '../../server/core/tensor-type.ts';
 import { applySets } from '../../server/cli.ts';
 import { defineNode, input } from '../../server/engine/define.ts';
 import { createEngine } from '../../server/engine/index.ts';

@@ -8,11 +8,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ddimSchedule, parseSchedulerConfig } from '../../nodes/lib/ddim.ts';
-import { sampleClip } from '../../nodes/lib/sampler.ts';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
-import { torchRandn } from '../../nodes/lib/torch-rng.ts';
-import { flipFrames, pnsNoise, type DsgRecord } from '../../nodes/lib/vidrd.ts';
+import { ddimSchedule, parseSchedulerConfig } from '../../server/core/ddim.ts';
+import { sampleClip } from '../../server/core/sampler.ts';
+import type { Tensor } from '../../server/core/tensor-type.ts';
+import { torchRandn } from '../../server/core/torch-rng.ts';
+import { flipFrames, pnsNoise, type DsgRecord } from '../../server/core/vidrd.ts';
 import {
   CLIP_ELEMENTS,
   DEMO_STAMP,

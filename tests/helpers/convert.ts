@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { readNpy, type NpyArray } from '../../nodes/lib/npy.ts';
+import { readNpy, type NpyArray } from '../../server/core/npy.ts';
 import type { Net } from '../../server/runtime/convert/net.ts';
 import { vectorsDir } from '../lib/vectors.ts';
 

@@ -2,7 +2,7 @@
 // stream as decoded (-count_frames), and per-packet durations.
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { ffprobePath } from '../../nodes/lib/video/index.ts';
+import { ffprobePath } from '../../server/runtime/video/index.ts';
 
 const run = promisify(execFile);
 

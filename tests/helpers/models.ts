@@ -15,8 +15,8 @@
 // with `makeTestModel(dir, { ...TEST_VARIANTS.slow, channels, depth })` for other costs.
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { SD21_BASE_SCHEDULER_CONFIG } from '../../nodes/lib/ddim.ts';
-import { float32ToFloat16 } from '../../nodes/lib/half.ts';
+import { SD21_BASE_SCHEDULER_CONFIG } from '../../server/core/ddim.ts';
+import { float32ToFloat16 } from '../../server/core/half.ts';
 import { ModelBuilder, type Dim } from '../../server/runtime/onnx/builder.ts';
 import { clipTokenizerJson } from '../../server/runtime/tokenizer.ts';
 

@@ -5,9 +5,9 @@ import { describe, expect, it } from 'vitest';
 import { fnrReverseNode } from '../../nodes/fnr-reverse.ts';
 import { noiseInitNode } from '../../nodes/noise-init.ts';
 import { pnsNoiseNode } from '../../nodes/pns-noise.ts';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
-import { npyToTensor } from '../../nodes/lib/npy.ts';
-import { torchRandn } from '../../nodes/lib/torch-rng.ts';
+import type { Tensor } from '../../server/core/tensor-type.ts';
+import { npyToTensor } from '../../server/core/npy.ts';
+import { torchRandn } from '../../server/core/torch-rng.ts';
 import { makeContext, makePaths, repoRoot } from './context.ts';
 
 const paths = makePaths();

@@ -2,9 +2,9 @@
 // step, and DSG switched off by β = 0. A small closed-form stub UNet stands in for a model.
 import { describe, expect, it } from 'vitest';
 import { ddimSamplerNode } from '../../nodes/ddim-sampler.ts';
-import { SD21_BASE_SCHEDULER_CONFIG } from '../../nodes/lib/ddim.ts';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
-import { torchRandn } from '../../nodes/lib/torch-rng.ts';
+import { SD21_BASE_SCHEDULER_CONFIG } from '../../server/core/ddim.ts';
+import type { Tensor } from '../../server/core/tensor-type.ts';
+import { torchRandn } from '../../server/core/torch-rng.ts';
 import type { UNetModel } from '../../server/runtime/types.ts';
 import { maxAbsDiff, plainDdim } from '../pipeline/reference.ts';
 import { makeContext, makePaths } from './context.ts';

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { listFilesRecursive } from '../../nodes/files.ts';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
+import type { Tensor } from '../../server/core/tensor-type.ts';
 import { videoWriteNode } from '../../nodes/video-write.ts';
 import { makeContext, makePaths } from './context.ts';
 import { probeVideo } from '../helpers/ffprobe.ts';

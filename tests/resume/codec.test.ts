@@ -1,7 +1,7 @@
 // The checkpoint form of video frames: 8-bit RGB that a writer turns back into the same bytes.
 import { expect, test } from 'vitest';
-import { imagesToRgb8 } from '../../nodes/lib/video/index.ts';
-import { framesToRgb8, rgb8Codec, rgb8ToFrames } from '../../nodes/lib/video/rgb-codec.ts';
+import { imagesToRgb8 } from '../../server/runtime/video/index.ts';
+import { framesToRgb8, rgb8Codec, rgb8ToFrames } from '../../server/runtime/video/rgb-codec.ts';
 
 test('every byte value survives encode → decode → imagesToRgb8, for any float that made it', () => {
   // 2 frames of 16×16: every value 0..255 plus rounding edges, out-of-range values and NaN.

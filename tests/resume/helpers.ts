@@ -7,7 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { runCli } from '../../server/cli.ts';
 import type { ApiPrompt } from '../../server/engine/types.ts';
-import { ffmpegPath } from '../../nodes/lib/video/index.ts';
+import { ffmpegPath } from '../../server/runtime/video/index.ts';
 import { makeTestModel } from '../helpers/models.ts';
 import { readWorkflow, repoRoot, shrink } from '../pipeline/workflow.ts';
 import { captureOutput } from '../helpers/cli-output.ts';

@@ -6,7 +6,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { allNodes } from '../../nodes/index.ts';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
+import type { Tensor } from '../../server/core/tensor-type.ts';
 import { blendEmbeddings, clipPrompts, parseSchedule } from '../../nodes/prompt-schedule.ts';
 import type { AnyNodeDef } from '../../server/engine/define.ts';
 import { createEngine } from '../../server/engine/index.ts';

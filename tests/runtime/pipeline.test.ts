@@ -6,11 +6,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseSchedulerConfig } from '../../nodes/lib/ddim.ts';
-import { sampleClip } from '../../nodes/lib/sampler.ts';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
-import { torchRandn } from '../../nodes/lib/torch-rng.ts';
-import { flipFrames, pnsNoise, type DsgRecord } from '../../nodes/lib/vidrd.ts';
+import { parseSchedulerConfig } from '../../server/core/ddim.ts';
+import { sampleClip } from '../../server/core/sampler.ts';
+import type { Tensor } from '../../server/core/tensor-type.ts';
+import { torchRandn } from '../../server/core/torch-rng.ts';
+import { flipFrames, pnsNoise, type DsgRecord } from '../../server/core/vidrd.ts';
 import { createRuntime } from '../../server/runtime/index.ts';
 import { makeTestModel, type TestVariantName } from '../helpers/models.ts';
 

@@ -5,7 +5,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { torchRandn } from '../../nodes/lib/torch-rng.ts';
+import { torchRandn } from '../../server/core/torch-rng.ts';
 import { createRuntime } from '../../server/runtime/index.ts';
 import { makeTestModel } from '../helpers/models.ts';
 

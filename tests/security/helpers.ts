@@ -4,7 +4,7 @@
 // its process (a prompt that crashes the server), raw multipart uploads, and a server in its own
 // process for kill -9.
 import { defineNode, input, output, type AnyNodeDef } from '../../server/engine/define.ts';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
+import type { Tensor } from '../../server/core/tensor-type.ts';
 import { loadVideoModelNode } from '../../nodes/load-video-model.ts';
 import { videoWriteNode } from '../../nodes/video-write.ts';
 import { serverTestNodes } from '../server/fixtures/nodes.ts';

@@ -3,13 +3,13 @@
 import { chmodSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ffmpegEncoders } from '../../nodes/lib/video/ffmpeg.ts';
+import { ffmpegEncoders } from '../../server/runtime/video/ffmpeg.ts';
 import {
   FfmpegMissingError,
   ffmpegPath,
   ffprobePath,
   supportedFormats,
-} from '../../nodes/lib/video/index.ts';
+} from '../../server/runtime/video/index.ts';
 import { tempDir } from './helpers.ts';
 
 afterEach(() => {

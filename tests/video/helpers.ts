@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { inflateSync } from 'node:zlib';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
-import { ffmpegPath } from '../../nodes/lib/video/index.ts';
+import type { Tensor } from '../../server/core/tensor-type.ts';
+import { ffmpegPath } from '../../server/runtime/video/index.ts';
 
 const run = promisify(execFile);
 

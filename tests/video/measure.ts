@@ -6,8 +6,8 @@
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { openVideoWriter, resolveOutputPath, type VideoFormat } from '../../nodes/lib/video/index.ts';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
+import { openVideoWriter, resolveOutputPath, type VideoFormat } from '../../server/runtime/video/index.ts';
+import type { Tensor } from '../../server/core/tensor-type.ts';
 import { movingFrames, tempDir } from './helpers.ts';
 
 const SIZE = 256;

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { OutputPathError, resolveOutputPath } from '../../nodes/lib/video/index.ts';
+import { OutputPathError, resolveOutputPath } from '../../server/runtime/video/index.ts';
 import { tempDir } from './helpers.ts';
 
 describe('resolveOutputPath', () => {

@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { encodePng, frameStrip, imagesToRgb8 } from '../../nodes/lib/video/index.ts';
+import { encodePng, frameStrip, imagesToRgb8 } from '../../server/runtime/video/index.ts';
 import { probe } from '../helpers/ffprobe.ts';
 import { decodeFrameRgb, decodePng, movingFrames, tempDir } from './helpers.ts';
 

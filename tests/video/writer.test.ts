@@ -12,7 +12,7 @@ import {
   supportedFormats,
   validateVideoOptions,
   type VideoFormat,
-} from '../../nodes/lib/video/index.ts';
+} from '../../server/runtime/video/index.ts';
 import {
   decodeFrameRgb,
   decodePng,
@@ -113,7 +113,9 @@ describe('GIF', () => {
 
   it('without ffmpeg, the pure-JS encoder writes an equivalent GIF', async () => {
     process.env.RDFLOW_FFMPEG = path.join(tempDir(), 'no-ffmpeg-here');
-    expect(await import('../../nodes/lib/video/ffmpeg.ts').then((m) => m.tryFfmpegPath())).toBeUndefined();
+    expect(
+      await import('../../server/runtime/video/ffmpeg.ts').then((m) => m.tryFfmpegPath()),
+    ).toBeUndefined();
     const frames = movingFrames(12, 32, 32);
     const { files } = await writeVideo('gif', 24, [sliceFrames(frames, 0, 5), sliceFrames(frames, 5, 12)]);
     delete process.env.RDFLOW_FFMPEG;

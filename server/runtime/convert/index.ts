@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { copyFile, mkdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { leftByDeadProcess } from '../../../nodes/lib/process.ts';
+import { leftByDeadProcess } from '../../core/process.ts';
 import { planConversion } from '../families/index.ts';
 import { folderBytes } from './catalog.ts';
 import { planVidrd, type VidrdParts } from '../families/vidrd/index.ts';

@@ -5,7 +5,7 @@
 // frames is again a training clip, in more than one way. VidRD's next clip starts with the
 // previous clip's last frames reversed, so a smooth continuation always exists and the sampler
 // has a choice of where to go next.
-import { float16ToFloat32, float32ToFloat16 } from '../../../nodes/lib/half.ts';
+import { float16ToFloat32, float32ToFloat16 } from '../../core/half.ts';
 import { backgroundPlanes, objectPlanes } from './render.ts';
 import { IMAGE_SIZE, LATENT_CHANNELS, LATENT_SIZE, downsampleMatrix, encodeImage } from './vae.ts';
 import {

@@ -1,6 +1,6 @@
 // What tests and tools need to know about the demo model without loading it: which training clips
 // a prompt asks for, and a clip's latent as a sampler-shaped tensor.
-import type { Tensor } from '../../../nodes/lib/tensor-type.ts';
+import type { Tensor } from '../../core/tensor-type.ts';
 import { CLIP_FRAMES, clipLatent, type TrainingClip, type TrainingSet } from './dataset.ts';
 import { LATENT_CHANNELS, LATENT_SIZE } from './vae.ts';
 import { WORDS, type Concept } from './vocab.ts';

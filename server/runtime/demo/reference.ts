@@ -4,7 +4,7 @@
 //   E[x0 | z, text] = Σ_k softmax_k(−‖z − √ā·x0_k‖² / 2(1 − ā) + prior_k(text)) · x0_k,
 // with prior_k = Σ_c clip(Σ_tokens h[token, c], 0, 1) · PRIOR[c][k]. The ‖z‖² term is the same
 // for every k and cancels in the softmax.
-import type { Tensor } from '../../../nodes/lib/tensor-type.ts';
+import type { Tensor } from '../../core/tensor-type.ts';
 import { CLIP_ELEMENTS, CLIP_FRAMES, FRAME_ELEMENTS, type TrainingSet } from './dataset.ts';
 import { LATENT_CHANNELS, LATENT_SIZE } from './vae.ts';
 import { timeTables, type TimeTables } from './schedule.ts';

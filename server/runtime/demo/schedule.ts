@@ -1,7 +1,7 @@
 // The noise schedule the demo UNet was "trained" with (Stable Diffusion 2.1-base's DDIM config, which
 // the demo folder ships as scheduler/scheduler_config.json) and the per-timestep coefficients its
 // closed-form denoiser needs, as float32 tables the ONNX graph gathers from by timestep.
-import { ddimSchedule, parseSchedulerConfig, SD21_BASE_SCHEDULER_CONFIG } from '../../../nodes/lib/ddim.ts';
+import { ddimSchedule, parseSchedulerConfig, SD21_BASE_SCHEDULER_CONFIG } from '../../core/ddim.ts';
 
 /** ā_t for t = 0 … 999, as the sampler's DDIM computes it from the same config. */
 export function alphasCumprod(): Float32Array {

@@ -16,7 +16,7 @@
 // `tensorValue`) is TENSOR. Wrap with `attr.float(1)` / `attr.floats([1, 2])` / `attr.int(n)` /
 // `attr.ints([..])` when the inferred kind is wrong (e.g. LeakyRelu alpha = 1.0 must be FLOAT).
 import { mkdir, open, writeFile } from 'node:fs/promises';
-import { float32ToFloat16 } from '../../../nodes/lib/half.ts';
+import { float32ToFloat16 } from '../../core/half.ts';
 import path from 'node:path';
 import onnxProto from 'onnx-proto';
 

@@ -1,5 +1,5 @@
 // Stored little-endian tensor bytes → float32, for every type a checkpoint may hold.
-import { float16BitsToFloat32 } from '../../../nodes/lib/half.ts';
+import { float16BitsToFloat32 } from '../../core/half.ts';
 import { DTYPE_BYTES, type StoredDType } from './types.ts';
 
 /** Every float16 bit pattern's value: one lookup per element instead of bit arithmetic. */

@@ -3,7 +3,7 @@
 // is read by offset when asked for, so a multi-GB file costs one tensor's memory at a time.
 import { open, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { float32ToFloat16 } from '../../../nodes/lib/half.ts';
+import { float32ToFloat16 } from '../../core/half.ts';
 import { toFloat32 } from './decode.ts';
 import { openForReading, readExactly } from './zip.ts';
 import {

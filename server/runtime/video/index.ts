@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { Tensor } from '../tensor-type.ts';
+import type { Tensor } from '../../core/tensor-type.ts';
 import { ffmpegEncoders, ffmpegPath, tryFfmpegPath } from './ffmpeg.ts';
 import { startFfmpeg, type FfmpegPipe } from './ffmpeg-pipe.ts';
 import { openGifJs, type GifJsWriter } from './gif-js.ts';

@@ -4,7 +4,7 @@ import {
   float16ToFloat32,
   float32ToFloat16,
   float32ToFloat16Bits,
-} from '../../nodes/lib/half.ts';
+} from '../../server/core/half.ts';
 
 const bits = (v: number): number => float32ToFloat16Bits(v);
 

@@ -6,8 +6,8 @@ import {
   ddimTimesteps,
   parseSchedulerConfig,
   SD21_BASE_SCHEDULER_CONFIG,
-} from '../../nodes/lib/ddim.ts';
-import { maxAbsDiff, tensor } from '../../nodes/lib/tensor.ts';
+} from '../../server/core/ddim.ts';
+import { maxAbsDiff, tensor } from '../../server/core/tensor.ts';
 import { readVectorJson, readVectorNpy } from './vectors.ts';
 
 const ddimJson = z.object({

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { ddimSchedule, ddimStep, ddimTimesteps, parseSchedulerConfig } from '../../nodes/lib/ddim.ts';
-import type { DenoiseFn, SampleClipOptions } from '../../nodes/lib/sampler.ts';
-import { sampleClip } from '../../nodes/lib/sampler.ts';
-import { clone, getFrames, numel, tensor } from '../../nodes/lib/tensor.ts';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
-import { torchRandn } from '../../nodes/lib/torch-rng.ts';
-import { cfgCombine, dsgActive, flipFrames, pnsNoise, recordBytes } from '../../nodes/lib/vidrd.ts';
+import { ddimSchedule, ddimStep, ddimTimesteps, parseSchedulerConfig } from '../../server/core/ddim.ts';
+import type { DenoiseFn, SampleClipOptions } from '../../server/core/sampler.ts';
+import { sampleClip } from '../../server/core/sampler.ts';
+import { clone, getFrames, numel, tensor } from '../../server/core/tensor.ts';
+import type { Tensor } from '../../server/core/tensor-type.ts';
+import { torchRandn } from '../../server/core/torch-rng.ts';
+import { cfgCombine, dsgActive, flipFrames, pnsNoise, recordBytes } from '../../server/core/vidrd.ts';
 import { readVectorJson } from './vectors.ts';
 
 const scheduler = parseSchedulerConfig(

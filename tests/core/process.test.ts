@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { leftByDeadProcess, processAlive } from '../../nodes/lib/process.ts';
+import { leftByDeadProcess, processAlive } from '../../server/core/process.ts';
 
 /** The pid of a child that has exited (and been reaped, so the id names no process now). */
 async function exitedPid(): Promise<number> {

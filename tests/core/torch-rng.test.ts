@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { maxAbsDiff, numel } from '../../nodes/lib/tensor.ts';
-import { Mt19937, TorchGenerator, torchRandn, torchSeedToUint32 } from '../../nodes/lib/torch-rng.ts';
+import { maxAbsDiff, numel } from '../../server/core/tensor.ts';
+import { Mt19937, TorchGenerator, torchRandn, torchSeedToUint32 } from '../../server/core/torch-rng.ts';
 import { readVectorJson, readVectorNpy } from './vectors.ts';
 
 const randnJson = z.object({

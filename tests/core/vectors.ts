@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { npyToTensor } from '../../nodes/lib/npy.ts';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
+import { npyToTensor } from '../../server/core/npy.ts';
+import type { Tensor } from '../../server/core/tensor-type.ts';
 
 export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const vectorsDir = path.resolve(repoRoot, '..', 'shared', 'vectors');

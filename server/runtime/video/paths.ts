@@ -3,7 +3,7 @@
 // clip_00001.mp4, clip_00002.mp4, ...
 import { lstatSync, mkdirSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { leftByDeadProcess } from '../process.ts';
+import { leftByDeadProcess } from '../../core/process.ts';
 
 export interface OutputTarget {
   /** Absolute path of the file to write. */

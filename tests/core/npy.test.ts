@@ -3,10 +3,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { float16ToFloat32, float32ToFloat16 } from '../../nodes/lib/half.ts';
-import { npyToTensor, readNpy, writeNpy } from '../../nodes/lib/npy.ts';
-import { tensor } from '../../nodes/lib/tensor.ts';
-import { torchRandn } from '../../nodes/lib/torch-rng.ts';
+import { float16ToFloat32, float32ToFloat16 } from '../../server/core/half.ts';
+import { npyToTensor, readNpy, writeNpy } from '../../server/core/npy.ts';
+import { tensor } from '../../server/core/tensor.ts';
+import { torchRandn } from '../../server/core/torch-rng.ts';
 
 function python(script: string, prelude = ''): string | undefined {
   try {

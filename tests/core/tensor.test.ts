@@ -14,8 +14,8 @@ import {
   splitBatch,
   tensor,
   zeros,
-} from '../../nodes/lib/tensor.ts';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
+} from '../../server/core/tensor.ts';
+import type { Tensor } from '../../server/core/tensor-type.ts';
 
 // A latent whose every value encodes its index: b·10000 + c·1000 + f·100 + y·10 + x.
 function indexed(B: number, C: number, F: number, H: number, W: number): Tensor {

@@ -1,6 +1,6 @@
 // PNG encoding (8-bit RGB) and the conversion of IMAGE tensors [F, H, W, 3] in [0, 1] to bytes.
 import { crc32, deflateSync } from 'node:zlib';
-import type { Tensor } from '../tensor-type.ts';
+import type { Tensor } from '../../core/tensor-type.ts';
 
 const SIGNATURE = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a);
 

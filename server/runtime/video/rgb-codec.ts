@@ -2,8 +2,8 @@
 // a quarter of the float32 frames. Decoded, they are floats b/255 that imagesToRgb8 turns back into
 // exactly b (float32(b/255)·255 is within 2e-5 of b), so a writer fed the decoded frames writes the
 // same file as one fed the originals.
-import type { CheckpointCodec } from '../../../server/engine/define.ts';
-import type { Tensor } from '../tensor-type.ts';
+import type { CheckpointCodec } from '../../engine/define.ts';
+import type { Tensor } from '../../core/tensor-type.ts';
 import { imageDims, imagesToRgb8 } from './png.ts';
 
 interface StoredFrames {

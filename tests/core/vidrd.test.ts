@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { getFrames, maxAbsDiff, zeros } from '../../nodes/lib/tensor.ts';
-import { torchRandn } from '../../nodes/lib/torch-rng.ts';
-import type { Tensor } from '../../nodes/lib/tensor-type.ts';
-import type { DsgRecord } from '../../nodes/lib/vidrd.ts';
+import { getFrames, maxAbsDiff, zeros } from '../../server/core/tensor.ts';
+import { torchRandn } from '../../server/core/torch-rng.ts';
+import type { Tensor } from '../../server/core/tensor-type.ts';
+import type { DsgRecord } from '../../server/core/vidrd.ts';
 import {
   applyDsgInto,
   cfgCombine,
@@ -14,7 +14,7 @@ import {
   pnsNoise,
   recordBytes,
   recordTail,
-} from '../../nodes/lib/vidrd.ts';
+} from '../../server/core/vidrd.ts';
 
 const shape = [1, 4, 8, 3, 3]; // N = 8 frames
 const N = 8;
