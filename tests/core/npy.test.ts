@@ -19,7 +19,7 @@ function python(script: string, prelude = ''): string | undefined {
   }
 }
 const hasNumpy = python('import numpy') !== undefined;
-if (!hasNumpy) console.warn('tests/lib/npy: python3 with numpy not found; skipping the NumPy interop tests');
+if (!hasNumpy) console.warn('tests/core/npy: python3 with numpy not found; skipping the NumPy interop tests');
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'rdflow-npy-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -6,7 +6,7 @@ import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { readNpy, type NpyArray } from '../../server/core/npy.ts';
 import type { Net } from '../../server/runtime/convert/net.ts';
-import { vectorsDir } from '../lib/vectors.ts';
+import { vectorsDir } from '../core/vectors.ts';
 
 export const modelsDir = path.join(vectorsDir, 'models');
 export const expectedDir = path.join(modelsDir, 'expected');

@@ -2,7 +2,7 @@
 // guidance (vidrd.md "Scheduler: DDIM as diffusers defines it", eta = 0), in float64 loops.
 // The timesteps, CFG and step math are restated here; only the ā table (and parsing the config)
 // comes from server/core/ddim.ts, which checks ā against PyTorch's values on its own
-// (tests/lib/ddim.test.ts), so these oracles do not test the sampler against itself.
+// (tests/core/ddim.test.ts), so these oracles do not test the sampler against itself.
 import { ddimSchedule, parseSchedulerConfig } from '../../server/core/ddim.ts';
 import type { Tensor } from '../../server/core/tensor-type.ts';
 
