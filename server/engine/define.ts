@@ -14,6 +14,15 @@ export interface NodePaths {
   models: string;
 }
 
+/**
+ * What the host lends the nodes it runs (the model runtime, say), reached through RunContext.
+ * The engine knows none of them: each layer that provides one declares its field here by
+ * declaration merging (`declare module '…/engine/define.ts'`), so nodes see it typed.
+ */
+export interface NodeServices {
+  readonly [service: string]: unknown;
+}
+
 /** What COMBO option lists and custom validation may look at. */
 export interface NodeEnv {
   paths: NodePaths;
@@ -122,6 +131,8 @@ export interface RunContext {
   /** Aborts on interrupt; long nodes check it between steps (`signal.throwIfAborted()`). */
   readonly signal: AbortSignal;
   readonly paths: NodePaths;
+  /** What the host lends nodes (EngineOptions.services). */
+  readonly services: NodeServices;
   /** Set when the node runs inside a loop body. */
   readonly loop?: LoopPosition;
   /** Step progress of this node (`progress` event). */

@@ -7,6 +7,7 @@ import type {
   InputSpec,
   LoopPosition,
   NodePaths,
+  NodeServices,
   ResourceLimits,
   RunContext,
   RunOutcome,
@@ -84,6 +85,7 @@ export interface ExecuteDeps {
   plan: Plan;
   registry: Registry;
   paths: NodePaths;
+  services: NodeServices;
   memory: MemoryCache;
   spill: SpillCache;
   /** Loop-body slots holding values right now (the engine's view of what one iteration keeps). */
@@ -260,6 +262,7 @@ function makeContext(st: RunState, slot: Slot): RunContext {
     classType: def.name,
     signal: st.signal,
     paths: st.paths,
+    services: st.services,
     loop: slot.loop,
     state,
     progress(value, max) {

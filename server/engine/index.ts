@@ -87,6 +87,7 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
               plan: validated.plan!,
               registry,
               paths: opts.paths,
+              services: opts.services ?? {},
               memory,
               spill,
               held,

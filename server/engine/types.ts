@@ -1,6 +1,6 @@
 // The engine's public contract: the prompt it takes, the events it emits, the outcome it returns.
 // Hosts (CLI, server, tests) depend on this file; the engine's modules implement it.
-import type { AnyNodeDef, NodePaths, ResourceLimits, UiOutput } from './define.ts';
+import type { AnyNodeDef, NodePaths, NodeServices, ResourceLimits, UiOutput } from './define.ts';
 import type { LoopCheckpoints } from './resume.ts';
 
 /** A link in API format: [source node id, output index]. */
@@ -93,6 +93,8 @@ export interface RunOptions {
 export interface EngineOptions {
   nodes: readonly AnyNodeDef[];
   paths: NodePaths;
+  /** What nodes reach through their RunContext (the model runtime); default none. */
+  services?: NodeServices;
   /** Byte budget of the output cache (LRU by bytes). */
   cacheBytes?: number;
   /**

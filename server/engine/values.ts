@@ -185,6 +185,7 @@ function foldContext(node: GraphNode, def: AnyNodeDef, env: NodeEnv): RunContext
     classType: def.name,
     signal: new AbortController().signal,
     paths: env.paths,
+    services: {},
     progress: () => undefined,
     preview: () => undefined,
     previews: false,

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import type {
   LoopPosition,
   NodePaths,
+  NodeServices,
   RunContext,
   RunOutcome,
   UiOutput,
@@ -28,7 +29,7 @@ export interface RecordingContext {
 
 export function makeContext(
   paths: NodePaths,
-  opts: { loop?: LoopPosition; signal?: AbortSignal; classType?: string } = {},
+  opts: { loop?: LoopPosition; signal?: AbortSignal; classType?: string; services?: NodeServices } = {},
 ): RecordingContext {
   const state: Record<string, unknown> = {};
   const endCallbacks: ((outcome: RunOutcome) => void | Promise<void>)[] = [];
@@ -41,6 +42,7 @@ export function makeContext(
       classType: opts.classType ?? 'Test',
       signal: opts.signal ?? new AbortController().signal,
       paths,
+      services: opts.services ?? {},
       loop,
       progress: (value, max) => progress.push([value, max]),
       preview: (image) => previews.push(image),
