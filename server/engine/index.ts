@@ -19,17 +19,12 @@
 //   loop continues where it stopped (server/engine/resume.ts).
 import fs from 'node:fs';
 import type { AnyNodeDef } from './define.ts';
-import {
-  createMemoryCache,
-  createSpillCache,
-  DEFAULT_CACHE_BYTES,
-  DEFAULT_SPILL_BYTES,
-  type CacheStats,
-} from './cache.ts';
+import { DEFAULT_CACHE_BYTES, DEFAULT_SPILL_BYTES, type CacheStats } from './cache.ts';
 import { executePlan } from './execute.ts';
 import { createRegistry } from './registry.ts';
 import type { Engine, EngineOptions } from './types.ts';
 import { validatePrompt } from './validate.ts';
+import { createValueStore } from './value-store.ts';
 
 export { toApiPrompt, widgetsFromDef, WorkflowFormatError, isCanvasWorkflow } from './workflow.ts';
 export { canvasToApi, objectInfoLookup, widgetsFromObjectInfo } from './canvas.ts';
@@ -61,14 +56,14 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
   const registry = createRegistry(opts.nodes);
   const env = { paths: opts.paths };
   const limits = opts.limits ?? {};
-  const memoryMaxBytes = opts.cacheBytes ?? DEFAULT_CACHE_BYTES;
-  const spillMaxBytes = opts.spillBytes ?? DEFAULT_SPILL_BYTES;
-  const memory = createMemoryCache(memoryMaxBytes);
-  const spill = createSpillCache(opts.paths.temp, spillMaxBytes);
-  const held = new Set<object>();
+  const store = createValueStore({
+    tempRoot: opts.paths.temp,
+    memoryMaxBytes: opts.cacheBytes ?? DEFAULT_CACHE_BYTES,
+    spillMaxBytes: opts.spillBytes ?? DEFAULT_SPILL_BYTES,
+  });
   // Runs are serialized: caches and node state belong to one run at a time.
   let queue: Promise<unknown> = Promise.resolve();
-  const cleanup = () => spill.clear();
+  const cleanup = () => store.evict();
   liveSpills.add(cleanup);
 
   return {
@@ -88,9 +83,7 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
               registry,
               paths: opts.paths,
               services: opts.services ?? {},
-              memory,
-              spill,
-              held,
+              store,
               limits,
               recheck: validated.recheck ?? new Set(),
               checkpoints: options.checkpoints,
@@ -121,30 +114,15 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
       queue = job.catch(() => undefined);
       return job;
     },
-    clearCache() {
-      memory.clear();
-      spill.clear();
-    },
+    clearCache: () => store.evict(),
     objectInfo() {
       return registry.objectInfo(env);
     },
-    cacheStats() {
-      const m = memory.stats();
-      const s = spill.stats();
-      return {
-        memoryBytes: m.bytes,
-        memoryEntries: m.entries,
-        spillBytes: s.bytes,
-        spillEntries: s.entries,
-        memoryMaxBytes,
-        spillMaxBytes,
-      };
-    },
-    heldBodyValues: () => held.size,
+    cacheStats: () => store.stats(),
+    heldBodyValues: () => store.heldBodyValues(),
     getNode: (classType) => registry.get(classType),
     close() {
-      memory.clear();
-      spill.clear();
+      store.evict();
       liveSpills.delete(cleanup);
     },
   };
