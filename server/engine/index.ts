@@ -21,6 +21,7 @@ import fs from 'node:fs';
 import type { AnyNodeDef } from './define.ts';
 import { DEFAULT_CACHE_BYTES, DEFAULT_SPILL_BYTES, type CacheStats } from './cache.ts';
 import { executePlan } from './execute.ts';
+import { planPrompt } from './plan.ts';
 import { createRegistry } from './registry.ts';
 import type { Engine, EngineOptions } from './types.ts';
 import { validatePrompt } from './validate.ts';
@@ -73,13 +74,18 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
     run(prompt, options) {
       const job = queue.then(async (): Promise<Awaited<ReturnType<Engine['run']>>> => {
         try {
+          // Validate → plan → execute.
           const validated = await validatePrompt(prompt, registry, env, limits);
           if (!validated.result.ok) return { status: 'invalid', validation: validated.result };
+          const graph = validated.graph!;
+          const { plan } = planPrompt(graph, registry, validated.result.outputs);
+          // Validation reported every structural problem, so a valid prompt always has a plan.
+          if (!plan) throw new Error('A valid prompt could not be planned');
           fs.mkdirSync(opts.paths.temp, { recursive: true });
           return await executePlan(
             {
-              graph: validated.graph!,
-              plan: validated.plan!,
+              graph,
+              plan,
               registry,
               paths: opts.paths,
               services: opts.services ?? {},

@@ -1,5 +1,6 @@
 // What runs and in which order: the nodes the output nodes need, each once, dependencies first,
 // with every LoopStart/LoopEnd pair collapsed into one loop step whose body runs per iteration.
+import type { AnyNodeDef } from './define.ts';
 import type { Graph } from './graph.ts';
 import type { Registry } from './registry.ts';
 
@@ -116,21 +117,16 @@ function forwardClosure(from: string, dependents: Map<string, string[]>, stopAt?
   return seen;
 }
 
-/** Plans the run, or says why the graph's structure cannot run (cycles, misused loops). */
-export function planPrompt(
+type Role = (id: string) => AnyNodeDef['role'];
+
+/** Pairs each needed LoopEnd with the LoopStart its flow comes from; every LoopStart needs one. */
+function pairLoops(
   graph: Graph,
-  registry: Registry,
-  outputs: readonly string[],
-): { plan: Plan; issues: [] } | { plan?: undefined; issues: PlanIssue[] } {
-  const needed = neededNodes(graph, registry, outputs);
-  const cycles = findCycles(graph, needed);
-  if (cycles.length > 0) return { issues: cycles };
-
+  needed: Set<string>,
+  role: Role,
+): { loops: Map<string, LoopInfo>; issues: PlanIssue[] } {
   const issues: PlanIssue[] = [];
-  const role = (id: string) => registry.get(graph.get(id)!.classType)?.role;
-  const dependents = dependentsOf(graph, needed);
   const loops = new Map<string, LoopInfo>();
-
   for (const id of [...needed].sort(compareIds)) {
     if (role(id) !== 'loop-end') continue;
     const flow = graph.get(id)!.links.flow;
@@ -165,8 +161,12 @@ export function planPrompt(
       });
     }
   }
-  if (issues.length > 0) return { issues };
+  return { loops, issues };
+}
 
+/** Fills in each loop's body; a node may not use both a loop's body and its result. */
+function fillBodies(loops: Map<string, LoopInfo>, dependents: Map<string, string[]>): PlanIssue[] {
+  const issues: PlanIssue[] = [];
   for (const loop of loops.values()) {
     loop.body = forwardClosure(loop.start, dependents, loop.end);
     if (!loop.body.has(loop.end)) loop.body.add(loop.end);
@@ -180,14 +180,22 @@ export function planPrompt(
       });
     }
   }
-  if (issues.length > 0) return { issues };
+  return issues;
+}
 
-  // Loops must nest: the loops holding a node form a chain, and a LoopEnd sits at its LoopStart's level.
-  const nestedIn = (inner: LoopInfo, outer: LoopInfo) => outer.body.has(inner.start);
+/** Node id → the loops whose bodies hold it. */
+function holdingLoops(loops: Map<string, LoopInfo>): Map<string, LoopInfo[]> {
   const holding = new Map<string, LoopInfo[]>();
   for (const loop of loops.values()) {
     for (const id of loop.body) holding.set(id, [...(holding.get(id) ?? []), loop]);
   }
+  return holding;
+}
+
+/** Loops must nest: the loops holding a node form a chain, and a LoopEnd sits at its LoopStart's level. */
+function nestingIssues(loops: Map<string, LoopInfo>, holding: Map<string, LoopInfo[]>): PlanIssue[] {
+  const issues: PlanIssue[] = [];
+  const nestedIn = (inner: LoopInfo, outer: LoopInfo) => outer.body.has(inner.start);
   for (const [id, ls] of holding) {
     for (let i = 0; i < ls.length; i++) {
       for (let j = i + 1; j < ls.length; j++) {
@@ -212,8 +220,11 @@ export function planPrompt(
       });
     }
   }
-  if (issues.length > 0) return { issues };
+  return issues;
+}
 
+/** Node id → the LoopStart of the innermost loop holding it (the one nested deepest). */
+function innermostLoops(holding: Map<string, LoopInfo[]>): Map<string, string> {
   const depth = (start: string) => (holding.get(start) ?? []).length;
   const parentLoop = new Map<string, string>();
   for (const [id, ls] of holding) {
@@ -221,51 +232,86 @@ export function planPrompt(
     for (const l of ls) if (depth(l.start) > depth(inner.start)) inner = l;
     parentLoop.set(id, inner.start);
   }
+  return parentLoop;
+}
 
-  const orderLevel = (level: string | undefined): Step[] => {
-    const inScope = (id: string) => level === undefined || loops.get(level)!.body.has(id);
-    // The unit a node belongs to at this level: itself, or the loop step that contains it.
-    const unitOf = (id: string): string => {
-      const p = parentLoop.get(id);
-      if (loops.has(id) && p === level) return `loop:${id}`;
-      if (p === level) return id;
-      return unitOf(p as string);
-    };
-    const members = [...needed].filter((id) => inScope(id));
-    const units = new Set(members.map(unitOf));
-    const edges = new Map<string, Set<string>>();
-    const indegree = new Map<string, number>();
-    for (const u of units) {
-      edges.set(u, new Set());
-      indegree.set(u, 0);
-    }
-    for (const id of members) {
-      const to = unitOf(id);
-      for (const [src] of Object.values(graph.get(id)!.links)) {
-        if (!needed.has(src) || !inScope(src)) continue;
-        const from = unitOf(src);
-        if (from === to || edges.get(from)!.has(to)) continue;
-        edges.get(from)!.add(to);
-        indegree.set(to, indegree.get(to)! + 1);
-      }
-    }
-    const unitKey = (u: string) => (u.startsWith('loop:') ? u.slice(5) : u);
-    const ready = [...units].filter((u) => indegree.get(u) === 0);
-    const steps: Step[] = [];
-    while (ready.length > 0) {
-      ready.sort((a, b) => compareIds(unitKey(a), unitKey(b)));
-      const u = ready.shift() as string;
-      if (u.startsWith('loop:')) {
-        const loop = loops.get(u.slice(5))!;
-        steps.push({ kind: 'loop', start: loop.start, end: loop.end, body: orderLevel(loop.start) });
-      } else steps.push({ kind: 'node', id: u });
-      for (const v of edges.get(u)!) {
-        indegree.set(v, indegree.get(v)! - 1);
-        if (indegree.get(v) === 0) ready.push(v);
-      }
-    }
-    return steps;
+/**
+ * The steps of one level (the top, or one loop's body) in dependency order, ties by id: a node
+ * is a step, and a loop nested right in this level is one step, ordered recursively.
+ */
+function orderLevel(graph: Graph, structure: Omit<Plan, 'steps'>, level: string | undefined): Step[] {
+  const { needed, loops, parentLoop } = structure;
+  const inScope = (id: string) => level === undefined || loops.get(level)!.body.has(id);
+  // The unit a node belongs to at this level: itself, or the loop step that contains it.
+  const unitOf = (id: string): string => {
+    const p = parentLoop.get(id);
+    if (loops.has(id) && p === level) return `loop:${id}`;
+    if (p === level) return id;
+    return unitOf(p as string);
   };
+  const members = [...needed].filter((id) => inScope(id));
+  const units = new Set(members.map(unitOf));
+  const edges = new Map<string, Set<string>>();
+  const indegree = new Map<string, number>();
+  for (const u of units) {
+    edges.set(u, new Set());
+    indegree.set(u, 0);
+  }
+  for (const id of members) {
+    const to = unitOf(id);
+    for (const [src] of Object.values(graph.get(id)!.links)) {
+      if (!needed.has(src) || !inScope(src)) continue;
+      const from = unitOf(src);
+      if (from === to || edges.get(from)!.has(to)) continue;
+      edges.get(from)!.add(to);
+      indegree.set(to, indegree.get(to)! + 1);
+    }
+  }
+  const unitKey = (u: string) => (u.startsWith('loop:') ? u.slice(5) : u);
+  const ready = [...units].filter((u) => indegree.get(u) === 0);
+  const steps: Step[] = [];
+  while (ready.length > 0) {
+    ready.sort((a, b) => compareIds(unitKey(a), unitKey(b)));
+    const u = ready.shift() as string;
+    if (u.startsWith('loop:')) {
+      const loop = loops.get(u.slice(5))!;
+      steps.push({
+        kind: 'loop',
+        start: loop.start,
+        end: loop.end,
+        body: orderLevel(graph, structure, loop.start),
+      });
+    } else steps.push({ kind: 'node', id: u });
+    for (const v of edges.get(u)!) {
+      indegree.set(v, indegree.get(v)! - 1);
+      if (indegree.get(v) === 0) ready.push(v);
+    }
+  }
+  return steps;
+}
 
-  return { plan: { steps: orderLevel(undefined), needed, loops, parentLoop }, issues: [] };
+/** The output nodes of a graph (the nodes a run is for). */
+export function outputNodes(graph: Graph, registry: Registry): string[] {
+  return [...graph.values()].filter((n) => registry.get(n.classType)?.outputNode === true).map((n) => n.id);
+}
+
+/** Plans the run, or says why the graph's structure cannot run (cycles, misused loops). */
+export function planPrompt(
+  graph: Graph,
+  registry: Registry,
+  outputs: readonly string[],
+): { plan: Plan; issues: [] } | { plan?: undefined; issues: PlanIssue[] } {
+  const needed = neededNodes(graph, registry, outputs);
+  const cycles = findCycles(graph, needed);
+  if (cycles.length > 0) return { issues: cycles };
+  const role: Role = (id) => registry.get(graph.get(id)!.classType)?.role;
+  const { loops, issues } = pairLoops(graph, needed, role);
+  if (issues.length > 0) return { issues };
+  const bodyIssues = fillBodies(loops, dependentsOf(graph, needed));
+  if (bodyIssues.length > 0) return { issues: bodyIssues };
+  const holding = holdingLoops(loops);
+  const nesting = nestingIssues(loops, holding);
+  if (nesting.length > 0) return { issues: nesting };
+  const structure = { needed, loops, parentLoop: innermostLoops(holding) };
+  return { plan: { steps: orderLevel(graph, structure, undefined), ...structure }, issues: [] };
 }

@@ -1,7 +1,7 @@
 // Validation before anything runs: every problem at once, in ComfyUI's node_errors shape.
 import type { InputSpec, NodeEnv, ResourceLimits, WidgetSpec } from './define.ts';
 import { buildGraph, inputEntries, type Graph, type GraphNode } from './graph.ts';
-import { planPrompt, neededNodes, type Plan } from './plan.ts';
+import { neededNodes, outputNodes, planPrompt } from './plan.ts';
 import { comboOptions, inputConfig, type Registry } from './registry.ts';
 import { checkValues, validateNode, type AddIssue } from './values.ts';
 import type {
@@ -15,9 +15,8 @@ import type {
 
 export interface Validated {
   result: ValidationResult;
-  /** Set when valid: the graph with literals coerced to their widget types, and the run plan. */
+  /** Set when valid: the graph with literals coerced to their widget types (for the planner). */
   graph?: Graph;
-  plan?: Plan;
   /** Nodes whose validate() runs again right before they run (a widget value known only then). */
   recheck?: Set<string>;
 }
@@ -254,6 +253,155 @@ function summary(count: number, nodeErrors: NodeErrors): string {
   ].join('\n');
 }
 
+/** Collects node errors in ComfyUI's shape, in the order they are found. */
+function errorCollector(graph: Graph): { nodeErrors: NodeErrors; add: AddError } {
+  const nodeErrors: NodeErrors = {};
+  const add: AddError = (nodeId, item) => {
+    const node = graph.get(nodeId)!;
+    nodeErrors[nodeId] ??= { errors: [], dependent_outputs: [], class_type: node.classType };
+    nodeErrors[nodeId].errors.push({ details: item.details ?? item.message, ...item } as NodeErrorItem);
+  };
+  return { nodeErrors, add };
+}
+
+function checkNodeTypes(graph: Graph, registry: Registry, add: AddError): void {
+  for (const node of graph.values()) {
+    if (!registry.get(node.classType)) {
+      add(node.id, {
+        type: 'missing_node_type',
+        message: `Unknown node type '${node.classType}'`,
+        extra_info: {},
+      });
+    }
+  }
+}
+
+/** Checks one needed node's inputs; returns its literal inputs that passed, coerced. */
+function checkInputs(
+  graph: Graph,
+  registry: Registry,
+  node: GraphNode,
+  env: NodeEnv,
+  add: AddError,
+): Record<string, unknown> {
+  const def = registry.get(node.classType)!;
+  const valid: Record<string, unknown> = {};
+  for (const { name, spec, required } of inputEntries(def)) {
+    const link = node.links[name];
+    if (link) {
+      checkLink(graph, registry, node, name, spec, link, env, add);
+      continue;
+    }
+    if (!(name in node.literals) || node.literals[name] === undefined || node.literals[name] === null) {
+      if (required) {
+        add(node.id, {
+          type: 'required_input_missing',
+          message: `Required input '${name}' is missing`,
+          extra_info: { input_name: name, input_config: inputConfig(spec, env) },
+        });
+      }
+      continue;
+    }
+    if (node.malformedLinks.has(name)) {
+      add(node.id, {
+        type: 'bad_linked_input',
+        message: `Input '${name}' is a list but not a link: a link is [node id, output index]; wrap a list constant as {"__value__": [...]}`,
+        extra_info: {
+          input_name: name,
+          input_config: inputConfig(spec, env),
+          received_value: node.literals[name],
+        },
+      });
+      continue;
+    }
+    const checked = checkLiteral(node, name, spec, node.literals[name], env, add);
+    if (checked.ok) valid[name] = checked.value;
+  }
+  return valid;
+}
+
+/** A copy of the graph whose nodes carry the coerced literals (the prompt's graph stays as parsed). */
+function withLiterals(graph: Graph, literals: Map<string, Record<string, unknown>>): Graph {
+  const out: Graph = new Map();
+  for (const [id, node] of graph) {
+    const coerced = literals.get(id);
+    out.set(id, coerced ? { ...node, literals: { ...node.literals, ...coerced } } : node);
+  }
+  return out;
+}
+
+/** Reports a problem that node checks or limits found on a value known before the run. */
+function issueReporter(graph: Graph, add: AddError): AddIssue {
+  return (nodeId, issue) => {
+    // A value that came through a link names the link too, as ComfyUI does for linked inputs.
+    const link = issue.input ? graph.get(nodeId)?.links[issue.input] : undefined;
+    add(nodeId, {
+      type: 'custom_validation_failed',
+      message: issue.message,
+      extra_info: issue.input
+        ? { input_name: issue.input, received_value: issue.received, ...(link ? { linked_node: link } : {}) }
+        : {},
+    });
+  };
+}
+
+/**
+ * Node checks and limits on every value known before the run (constants through pure nodes), in
+ * the order the planner gives; structural problems (cycles, misused loops) are reported with them.
+ * Without a run order, the node checks see the literals alone. Returns the nodes to check again.
+ */
+async function checkKnownValues(
+  graph: Graph,
+  registry: Registry,
+  outputs: readonly string[],
+  env: NodeEnv,
+  limits: ResourceLimits,
+  literals: Map<string, Record<string, unknown>>,
+  add: AddError,
+): Promise<Set<string>> {
+  const addIssue = issueReporter(graph, add);
+  const planned = outputs.length > 0 ? planPrompt(graph, registry, outputs) : undefined;
+  for (const issue of planned?.issues ?? []) {
+    add(issue.nodeId, {
+      type: issue.type,
+      message: issue.message,
+      extra_info: issue.input ? { input_name: issue.input } : {},
+    });
+  }
+  if (planned?.plan) {
+    const checked = await checkValues({
+      graph,
+      plan: planned.plan,
+      registry,
+      env,
+      limits,
+      literals,
+      add: addIssue,
+      checkWidget: (node, name, spec, value, from, report) =>
+        checkLiteral(node, name, spec, value, env, report ? add : () => undefined, from),
+    });
+    return checked.recheck;
+  }
+  for (const [id, inputs] of literals) {
+    const def = registry.get(graph.get(id)!.classType)!;
+    await validateNode(def, id, inputs, env, addIssue);
+  }
+  return new Set();
+}
+
+/** What each error stops: the output nodes downstream of it. */
+function markDependentOutputs(graph: Graph, outputs: readonly string[], nodeErrors: NodeErrors): void {
+  if (Object.keys(nodeErrors).length === 0) return;
+  for (const out of outputs) {
+    for (const id of upstreamClosure(graph, out)) nodeErrors[id]?.dependent_outputs.push(out);
+  }
+}
+
+/**
+ * Checks a prompt and reports every problem at once; changes nothing and plans nothing to run.
+ * When valid, gives the graph with literals coerced to their widget types (for the planner and
+ * the run) and the nodes whose validate() runs again on the values they receive.
+ */
 export async function validatePrompt(
   prompt: ApiPrompt,
   registry: Registry,
@@ -270,125 +418,22 @@ export async function validatePrompt(
       },
     };
   }
-  const graph = buildGraph(prompt);
-  const nodeErrors: NodeErrors = {};
-  const add: AddError = (nodeId, item) => {
-    const node = graph.get(nodeId)!;
-    nodeErrors[nodeId] ??= { errors: [], dependent_outputs: [], class_type: node.classType };
-    nodeErrors[nodeId].errors.push({ details: item.details ?? item.message, ...item } as NodeErrorItem);
-  };
-
-  for (const node of graph.values()) {
-    if (!registry.get(node.classType)) {
-      add(node.id, {
-        type: 'missing_node_type',
-        message: `Unknown node type '${node.classType}'`,
-        extra_info: {},
-      });
-    }
-  }
-  const outputs = [...graph.values()]
-    .filter((n) => registry.get(n.classType)?.outputNode === true)
-    .map((n) => n.id);
-  const needed = outputs.length > 0 ? neededNodes(graph, registry, outputs) : new Set(graph.keys());
+  const parsed = buildGraph(prompt);
+  const { nodeErrors, add } = errorCollector(parsed);
+  checkNodeTypes(parsed, registry, add);
+  const outputs = outputNodes(parsed, registry);
+  const needed = outputs.length > 0 ? neededNodes(parsed, registry, outputs) : new Set(parsed.keys());
 
   /** Node id → its literal inputs that passed their checks. */
   const literals = new Map<string, Record<string, unknown>>();
   for (const id of needed) {
-    const node = graph.get(id)!;
-    const def = registry.get(node.classType);
-    if (!def) continue;
-    const validLiterals: Record<string, unknown> = {};
-    for (const { name, spec, required } of inputEntries(def)) {
-      const link = node.links[name];
-      if (link) {
-        checkLink(graph, registry, node, name, spec, link, env, add);
-        continue;
-      }
-      if (!(name in node.literals) || node.literals[name] === undefined || node.literals[name] === null) {
-        if (required) {
-          add(id, {
-            type: 'required_input_missing',
-            message: `Required input '${name}' is missing`,
-            extra_info: { input_name: name, input_config: inputConfig(spec, env) },
-          });
-        }
-        continue;
-      }
-      if (node.malformedLinks.has(name)) {
-        add(id, {
-          type: 'bad_linked_input',
-          message: `Input '${name}' is a list but not a link: a link is [node id, output index]; wrap a list constant as {"__value__": [...]}`,
-          extra_info: {
-            input_name: name,
-            input_config: inputConfig(spec, env),
-            received_value: node.literals[name],
-          },
-        });
-        continue;
-      }
-      const checked = checkLiteral(node, name, spec, node.literals[name], env, add);
-      if (checked.ok) {
-        node.literals[name] = checked.value;
-        validLiterals[name] = checked.value;
-      }
-    }
-    literals.set(id, validLiterals);
+    const node = parsed.get(id)!;
+    if (registry.get(node.classType)) literals.set(id, checkInputs(parsed, registry, node, env, add));
   }
+  const graph = withLiterals(parsed, literals);
+  const recheck = await checkKnownValues(graph, registry, outputs, env, limits, literals, add);
+  markDependentOutputs(graph, outputs, nodeErrors);
 
-  let plan: Plan | undefined;
-  if (outputs.length > 0) {
-    // Structural problems (cycles, loops) are reported alongside input errors.
-    const planned = planPrompt(graph, registry, outputs);
-    for (const issue of planned.issues) {
-      add(issue.nodeId, {
-        type: issue.type,
-        message: issue.message,
-        extra_info: issue.input ? { input_name: issue.input } : {},
-      });
-    }
-    plan = planned.plan;
-  }
-
-  const addIssue: AddIssue = (nodeId, issue) => {
-    // A value that came through a link names the link too, as ComfyUI does for linked inputs.
-    const link = issue.input ? graph.get(nodeId)?.links[issue.input] : undefined;
-    add(nodeId, {
-      type: 'custom_validation_failed',
-      message: issue.message,
-      extra_info: issue.input
-        ? { input_name: issue.input, received_value: issue.received, ...(link ? { linked_node: link } : {}) }
-        : {},
-    });
-  };
-  let recheck = new Set<string>();
-  if (plan) {
-    // Node checks and limits on every value known before the run (constants through pure nodes).
-    const checked = await checkValues({
-      graph,
-      plan,
-      registry,
-      env,
-      limits,
-      literals,
-      add: addIssue,
-      checkWidget: (node, name, spec, value, from, report) =>
-        checkLiteral(node, name, spec, value, env, report ? add : () => undefined, from),
-    });
-    recheck = checked.recheck;
-  } else {
-    // No run order (a cycle, a broken loop, no outputs): node checks on the literals alone.
-    for (const [id, inputs] of literals) {
-      const def = registry.get(graph.get(id)!.classType)!;
-      await validateNode(def, id, inputs, env, addIssue);
-    }
-  }
-
-  if (Object.keys(nodeErrors).length > 0) {
-    for (const out of outputs) {
-      for (const id of upstreamClosure(graph, out)) nodeErrors[id]?.dependent_outputs.push(out);
-    }
-  }
   if (outputs.length === 0) {
     return {
       result: {
@@ -402,7 +447,7 @@ export async function validatePrompt(
       },
     };
   }
-  if (Object.keys(nodeErrors).length > 0 || !plan) {
+  if (Object.keys(nodeErrors).length > 0) {
     const count = Object.values(nodeErrors).reduce((n, e) => n + e.errors.length, 0);
     return {
       result: {
@@ -416,5 +461,5 @@ export async function validatePrompt(
       },
     };
   }
-  return { result: { ok: true, outputs }, graph, plan, recheck };
+  return { result: { ok: true, outputs }, graph, recheck };
 }
