@@ -1,5 +1,6 @@
 // HTTP and WebSocket client for the server protocol (api.md). Every route is requested under
 // `api/` relative to the page, so the editor works whether it is served at `/` or under a prefix.
+import { isMessageType, readerMessageSchema } from '../../server/protocol/index.ts';
 import type {
   ApiPrompt,
   FileRef,
@@ -75,6 +76,19 @@ export function parsePreviewFrame(buffer: ArrayBuffer): PreviewImage | undefined
   const mime = format === 2 ? 'image/png' : format === 1 ? 'image/jpeg' : undefined;
   if (mime === undefined) return undefined;
   return { mime, blob: new Blob([buffer.slice(8)], { type: mime }) };
+}
+
+/**
+ * A WebSocket message checked against the protocol; undefined for one the editor does not know
+ * (other servers' extensions) or cannot read (a known type without the fields it acts on, logged).
+ */
+export function readMessage(msg: unknown): ServerMessage | undefined {
+  const parsed = readerMessageSchema.safeParse(msg);
+  if (parsed.success) return parsed.data;
+  const type = (msg as { type?: unknown } | null)?.type;
+  if (isMessageType(type))
+    console.warn(`ignored a ${type} message that does not fit the protocol`, parsed.error.issues);
+  return undefined;
 }
 
 function newClientId(): string {
@@ -183,9 +197,8 @@ export function createApi(base: URL = new URL('.', window.location.href)): Api {
           } catch {
             return;
           }
-          if (msg !== null && typeof msg === 'object' && 'type' in msg && 'data' in msg) {
-            handlers.onMessage(msg as ServerMessage);
-          }
+          const message = readMessage(msg);
+          if (message !== undefined) handlers.onMessage(message);
         };
         socket.onclose = () => {
           handlers.onStatusChange?.(false);

@@ -142,7 +142,6 @@ export class RunState {
         return true;
       }
       case 'iteration':
-      case 'loop_iteration':
         this.setClip(msg.data.iteration, msg.data.iterations);
         this.markEta();
         return true;
@@ -157,19 +156,25 @@ export class RunState {
       case 'executed':
         this.executed.add(String(msg.data.node));
         return true;
+      // The outcome comes before `executing: null`, and GET /queue lists the prompt as running until
+      // then: an answer arriving in between must not start it again (and clear its badges).
       case 'execution_success':
+        this.ended.add(msg.data.prompt_id);
         this.phase = 'success';
         return true;
       case 'execution_error':
+        this.ended.add(msg.data.prompt_id);
         this.phase = 'error';
         this.failure = {
           promptId: msg.data.prompt_id,
           nodeId: String(msg.data.node_id),
-          nodeType: msg.data.node_type,
+          // Null when no node is to blame; shown as the server wrote it.
+          nodeType: String(msg.data.node_type),
           message: msg.data.exception_message,
         };
         return true;
       case 'execution_interrupted':
+        this.ended.add(msg.data.prompt_id);
         if (msg.data.prompt_id === this.promptId) this.phase = 'interrupted';
         return true;
       default:

@@ -1,19 +1,10 @@
-// api.md's error shape: a top-level `error` tells clients the request failed.
-import type { NodeErrors, PromptError } from '../engine/types.ts';
+// api.md's error shape (a top-level `error` tells clients the request failed), from the protocol.
+import { errorResponse, type ErrorResponse } from '../protocol/index.ts';
 
-export interface ErrorBody {
-  error: PromptError;
-  node_errors: NodeErrors;
-}
+export type ErrorBody = ErrorResponse;
 
-export function errorBody(
-  type: string,
-  message: string,
-  details = '',
-  nodeErrors: NodeErrors = {},
-): ErrorBody {
-  return { error: { type, message, details, extra_info: {} }, node_errors: nodeErrors };
-}
+/** `{error: {type, message, details, extra_info: {}}, node_errors}`. */
+export const errorBody = errorResponse;
 
 /** An error a route throws to answer with a status and the error shape. */
 export class HttpError extends Error {

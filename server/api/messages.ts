@@ -1,81 +1,93 @@
 // Engine events → api.md's WebSocket messages (snake_case on the wire), plus who receives each.
 // One pure function, so the mapping is tested without sockets.
-import type { UiOutput } from '../engine/define.ts';
 import type { EngineEvent } from '../engine/types.ts';
+import {
+  clipWritten,
+  executed,
+  executing,
+  executionCached,
+  executionError,
+  executionInterrupted,
+  executionStart,
+  executionSuccess,
+  iteration,
+  progress,
+  type MessageType,
+  type ServerMessage,
+  type UiOutput,
+} from '../protocol/index.ts';
 
 export type WireMessage =
-  | { kind: 'json'; type: string; data: Record<string, unknown>; toAll: boolean; droppable: boolean }
+  | (ServerMessage & { kind: 'json'; toAll: boolean; droppable: boolean })
   | { kind: 'preview'; format: 'jpeg' | 'png'; data: Uint8Array };
 
-/** The loop's clip counter is our extension: a new message type clients that don't know it ignore. */
-export const ITERATION_MESSAGE = 'iteration';
+/** A JSON message for the prompt's client (`toAll`: for every client; `droppable`: a lagging one may skip it). */
+function json(m: ServerMessage, o: { toAll?: boolean; droppable?: boolean } = {}): WireMessage {
+  return { kind: 'json', ...m, toAll: o.toAll ?? false, droppable: o.droppable ?? false };
+}
 
 export function toWire(e: EngineEvent): WireMessage {
-  const json = (
-    type: string,
-    data: Record<string, unknown>,
-    o: { toAll?: boolean; droppable?: boolean } = {},
-  ) => ({ kind: 'json', type, data, toAll: o.toAll ?? false, droppable: o.droppable ?? false }) as const;
   switch (e.type) {
     case 'execution_start':
-      return json('execution_start', { prompt_id: e.promptId, timestamp: e.timestamp });
+      return json(executionStart({ prompt_id: e.promptId, timestamp: e.timestamp }));
     case 'execution_cached':
-      return json('execution_cached', { nodes: e.nodes, prompt_id: e.promptId, timestamp: e.timestamp });
+      return json(executionCached({ nodes: e.nodes, prompt_id: e.promptId, timestamp: e.timestamp }));
     case 'executing':
-      return json('executing', { node: e.node, display_node: e.displayNode, prompt_id: e.promptId });
-    case 'progress': {
-      const data: Record<string, unknown> = {
-        value: e.value,
-        max: e.max,
-        prompt_id: e.promptId,
-        node: e.node,
-      };
-      if (e.iteration !== undefined) data.iteration = e.iteration;
-      if (e.iterations !== undefined) data.iterations = e.iterations;
+      return json(executing({ node: e.node, display_node: e.displayNode, prompt_id: e.promptId }));
+    case 'progress':
       // Progress is superseded by the next one: a lagging client may skip some.
-      return json('progress', data, { droppable: true });
-    }
+      return json(
+        progress({
+          value: e.value,
+          max: e.max,
+          prompt_id: e.promptId,
+          node: e.node,
+          iteration: e.iteration,
+          iterations: e.iterations,
+        }),
+        { droppable: true },
+      );
     case 'loop_iteration':
-      return json(ITERATION_MESSAGE, {
-        node: e.node,
-        iteration: e.iteration,
-        iterations: e.iterations,
-        prompt_id: e.promptId,
-      });
+      return json(
+        iteration({ node: e.node, iteration: e.iteration, iterations: e.iterations, prompt_id: e.promptId }),
+      );
     case 'executed':
-      return json('executed', {
-        node: e.node,
-        display_node: e.displayNode,
-        output: e.output,
-        prompt_id: e.promptId,
-      });
+      return json(
+        executed({ node: e.node, display_node: e.displayNode, output: e.output, prompt_id: e.promptId }),
+      );
     case 'preview':
       return { kind: 'preview', format: e.format, data: e.data };
     case 'execution_success':
-      return json('execution_success', { prompt_id: e.promptId, timestamp: e.timestamp });
+      return json(executionSuccess({ prompt_id: e.promptId, timestamp: e.timestamp }));
     case 'execution_error':
-      return json('execution_error', {
-        prompt_id: e.promptId,
-        node_id: e.nodeId,
-        node_type: e.nodeType,
-        executed: e.executed,
-        exception_message: e.exceptionMessage,
-        exception_type: e.exceptionType,
-        traceback: e.traceback,
-        current_inputs: e.currentInputs,
-        current_outputs: e.currentOutputs,
-      });
+      return json(
+        executionError({
+          prompt_id: e.promptId,
+          node_id: e.nodeId,
+          node_type: e.nodeType,
+          executed: e.executed,
+          exception_message: e.exceptionMessage,
+          exception_type: e.exceptionType,
+          traceback: e.traceback,
+          current_inputs: e.currentInputs,
+          current_outputs: e.currentOutputs,
+        }),
+      );
     case 'execution_interrupted':
       return json(
-        'execution_interrupted',
-        { prompt_id: e.promptId, node_id: e.nodeId, node_type: e.nodeType, executed: e.executed },
+        executionInterrupted({
+          prompt_id: e.promptId,
+          node_id: e.nodeId,
+          node_type: e.nodeType,
+          executed: e.executed,
+        }),
         { toAll: true },
       );
   }
 }
 
 /** Messages ComfyUI keeps in a history entry's status.messages. */
-export const HISTORY_MESSAGE_TYPES: ReadonlySet<string> = new Set([
+export const HISTORY_MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
   'execution_start',
   'execution_cached',
   'execution_success',
@@ -91,7 +103,7 @@ export const HISTORY_MESSAGE_TYPES: ReadonlySet<string> = new Set([
 export const PROGRESS_UI_KEYS: ReadonlySet<string> = new Set(['clips']);
 
 /** One clip appended to a node's file: `{node, display_node, prompt_id, iteration, iterations, frames}`. */
-export const CLIP_MESSAGE = 'clip_written';
+export const CLIP_MESSAGE = 'clip_written' satisfies MessageType;
 
 /** A UI output without its progress keys; undefined when nothing else is left. */
 export function resultUi(ui: UiOutput): UiOutput | undefined {
@@ -141,14 +153,26 @@ export function promptFlow(send: SendJson): SendJson {
     { display: unknown; promptId: unknown; ui: UiOutput; seen: Set<string> }
   >();
 
+  // The ids below come from the prompt's own messages, built by the protocol's constructors.
   const flush = () => {
     if (flushed) return;
     flushed = true;
     if (startId !== undefined) {
-      send('execution_cached', { nodes: [...cached], prompt_id: startId, timestamp: cachedAt || Date.now() });
+      const m = executionCached({
+        nodes: [...cached],
+        prompt_id: startId as string,
+        timestamp: cachedAt || Date.now(),
+      });
+      send(m.type, m.data);
     }
     for (const [node, p] of produced) {
-      send('executed', { node, display_node: p.display, output: p.ui, prompt_id: p.promptId });
+      const m = executed({
+        node,
+        display_node: p.display as string,
+        output: p.ui,
+        prompt_id: p.promptId as string,
+      });
+      send(m.type, m.data);
     }
   };
 
@@ -163,12 +187,13 @@ export function promptFlow(send: SendJson): SendJson {
       const node = String(data.node);
       const output = (data.output ?? {}) as UiOutput;
       for (const item of output.clips ?? []) {
-        send(CLIP_MESSAGE, {
+        const m = clipWritten({
           node,
-          display_node: data.display_node,
-          prompt_id: data.prompt_id,
+          display_node: data.display_node as string,
+          prompt_id: data.prompt_id as string,
           ...(typeof item === 'object' && item !== null ? item : { value: item }),
         });
+        send(m.type, m.data);
       }
       const ui = resultUi(output);
       if (!ui) return;

@@ -1,7 +1,9 @@
 // The prompt queue and history behind small interfaces, so an embedded store (store.ts, LMDB) can
 // later be swapped for a shared one (BullMQ/Redis) without touching routes or the runner.
-import type { ApiPrompt } from '../engine/types.ts';
-import type { UiOutput } from '../engine/define.ts';
+import type { ApiPrompt, HistoryEntry, QueueTuple } from '../protocol/index.ts';
+
+// The wire shapes are the protocol's; re-exported here, where the stores' interfaces use them.
+export type { HistoryEntry, HistoryStatus, QueueTuple } from '../protocol/index.ts';
 
 /** One queued prompt; on the wire it is ComfyUI's tuple [number, prompt_id, prompt, extra_data, outputs]. */
 export interface QueueItem {
@@ -15,8 +17,6 @@ export interface QueueItem {
   /** How many times the server died while this prompt ran and it was queued again (absent: 0). */
   restarts?: number;
 }
-
-export type QueueTuple = [number, string, ApiPrompt, Record<string, unknown>, string[]];
 
 export function toTuple(item: QueueItem): QueueTuple {
   return [item.number, item.promptId, item.prompt, item.extraData, item.outputs];
@@ -53,20 +53,6 @@ export interface PromptQueue {
   complete(promptId: string): Promise<void>;
   /** Whether a prompt id is pending or running (prompt ids are unique). */
   has(promptId: string): Promise<boolean>;
-}
-
-export interface HistoryStatus {
-  status_str: 'success' | 'error';
-  completed: boolean;
-  messages: [string, Record<string, unknown>][];
-}
-
-/** ComfyUI's history entry. */
-export interface HistoryEntry {
-  prompt: QueueTuple;
-  outputs: Record<string, UiOutput>;
-  status: HistoryStatus;
-  meta: Record<string, { node_id: string; display_node: string; parent_node: null; real_node_id: string }>;
 }
 
 export interface HistoryStore {

@@ -1,42 +1,11 @@
 // The engine's public contract: the prompt it takes, the events it emits, the outcome it returns.
 // Hosts (CLI, server, tests) depend on this file; the engine's modules implement it.
 import type { AnyNodeDef, NodePaths, NodeServices, ResourceLimits, UiOutput } from './define.ts';
+import type { ApiPrompt, NodeErrors, PromptError } from '../protocol/index.ts';
 import type { LoopCheckpoints } from './resume.ts';
 
-/** A link in API format: [source node id, output index]. */
-export type LinkRef = [string, number];
-
-/** ComfyUI API format: node id → class_type and inputs (literals, links, or {__value__: [...]}). */
-export type ApiPrompt = Record<
-  string,
-  { class_type: string; inputs: Record<string, unknown>; _meta?: { title?: string } }
->;
-
-/** One problem found before running, in ComfyUI's terms. */
-export interface NodeErrorItem {
-  type: string;
-  message: string;
-  details: string;
-  extra_info: {
-    input_name?: string;
-    input_config?: unknown;
-    received_value?: unknown;
-    linked_node?: LinkRef;
-  };
-}
-
-/** ComfyUI's node_errors: node id → its errors. */
-export type NodeErrors = Record<
-  string,
-  { errors: NodeErrorItem[]; dependent_outputs: string[]; class_type: string }
->;
-
-export interface PromptError {
-  type: string;
-  message: string;
-  details: string;
-  extra_info: Record<string, unknown>;
-}
+// The wire types (prompt, node errors) are the protocol's; re-exported under their engine names.
+export type { ApiPrompt, LinkRef, NodeErrorItem, NodeErrors, PromptError } from '../protocol/index.ts';
 
 export type ValidationResult =
   { ok: true; outputs: string[] } | { ok: false; error: PromptError; nodeErrors: NodeErrors };
