@@ -87,6 +87,7 @@ export const engineTasks = {
     const engine = createEngine({
       nodes: allNodes,
       paths: cliPaths(path.dirname(a.outDir), { out: a.outDir, models: a.modelsDir }),
+      services: { models: getRuntime() },
       spillBytes: 0,
     });
     const prompt = workflowPrompt(ENGINE_SETS);

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { allNodes } from '../nodes/index.ts';
 import { cliPaths } from '../server/cli.ts';
 import { createEngine } from '../server/engine/index.ts';
+import { getRuntime } from '../server/runtime/index.ts';
 import type { Tensor } from '../server/core/tensor-type.ts';
 import { openVideoWriter, resolveOutputPath } from '../server/runtime/video/index.ts';
 import type { ApiPrompt } from '../server/engine/types.ts';
@@ -83,14 +84,18 @@ export const incrementalTasks = {
   },
   /** Creates the sessions (untimed) with a 1-step, 1-clip run. */
   async 'incremental.warmup'(a: { modelsDir: string; dir: string }): Promise<void> {
-    const engine = createEngine({ nodes: allNodes, paths: cliPaths(a.dir, { models: a.modelsDir }) });
+    const engine = createEngine({
+      nodes: allNodes,
+      paths: cliPaths(a.dir, { models: a.modelsDir }),
+      services: { models: getRuntime() },
+    });
     await timedRun(engine, workflowPrompt([...INCREMENTAL_SETS, '5.iterations=1', '6.steps=1']), 'warmup');
     engine.close();
     rmSync(a.dir, { recursive: true, force: true });
   },
   async 'incremental.rep'(a: { modelsDir: string; dir: string }): Promise<IncrementalRep> {
     const paths = cliPaths(a.dir, { models: a.modelsDir });
-    const engine = createEngine({ nodes: allNodes, paths });
+    const engine = createEngine({ nodes: allNodes, paths, services: { models: getRuntime() } });
     try {
       const full = await timedRun(engine, workflowPrompt(INCREMENTAL_SETS), 'full');
       const fps = await timedRun(engine, workflowPrompt([...INCREMENTAL_SETS, FPS_CHANGE]), 'fps');

@@ -12,9 +12,14 @@
 import { lstat, realpath } from 'node:fs/promises';
 import { realpathSync } from 'node:fs';
 import path from 'node:path';
-import { defineNode, input, output, type NodeEnv } from '../server/engine/define.ts';
+import { defineNode, input, output, type NodeEnv, type RunContext } from '../server/engine/define.ts';
 import { ensureDemoModel } from '../server/runtime/demo/index.ts';
-import { getRuntime, inspectModelFolder, listModelFolders, PROVIDERS } from '../server/runtime/index.ts';
+import {
+  inspectModelFolder,
+  listModelFolders,
+  PROVIDERS,
+  type ModelLoader,
+} from '../server/runtime/index.ts';
 import type { TextEncoderModel, UNetModel, VaeDecoderModel } from '../server/runtime/types.ts';
 import { filesFingerprint, resolveInside } from './files.ts';
 import {
@@ -133,6 +138,18 @@ function conversionProgress(report: (done: number, total: number) => void): (p: 
   };
 }
 
+/** The model loader the host lends this node (EngineOptions.services.models). */
+function modelLoader(ctx: RunContext): ModelLoader {
+  const models = ctx.services.models;
+  if (models === undefined) {
+    throw new Error(
+      `${ctx.classType} (node ${ctx.nodeId}): no model runtime to load the model with; ` +
+        'the host must lend one (createEngine({ services: { models } }))',
+    );
+  }
+  return models;
+}
+
 function messageOf(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
@@ -227,6 +244,7 @@ export function makeLoadVideoModelNode(opts: LoadVideoModelOptions) {
       return [await unetStandIn(dir)];
     },
     async run({ model, provider }, ctx) {
+      const models = modelLoader(ctx);
       let dir = await resolve(model, ctx.paths.models);
       try {
         if (await isConvertibleSource(dir)) {
@@ -236,7 +254,7 @@ export function makeLoadVideoModelNode(opts: LoadVideoModelOptions) {
             onProgress: conversionProgress((done, total) => ctx.progress(done, total)),
           });
         }
-        const m = await getRuntime().loadModel(dir, { provider });
+        const m = await models.loadModel(dir, { provider });
         return { outputs: [m.unet, m.textEncoder, m.vae, m.schedulerConfig] };
       } catch (e) {
         if (opts.acceptPaths || !(e instanceof Error)) throw e;

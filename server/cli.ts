@@ -12,6 +12,7 @@ import { checkPromptTexts, type PromptProblem } from '../client/src/prompt-check
 import type { AnyNodeDef, NodePaths, UiOutput } from './engine/define.ts';
 import { createEngine, toApiPrompt, WorkflowFormatError } from './engine/index.ts';
 import type { ApiPrompt, EngineEvent, NodeErrors, PromptError } from './engine/types.ts';
+import type { ModelRuntime } from './runtime/index.ts';
 
 export interface CliOutput {
   write(text: string): unknown;
@@ -186,6 +187,15 @@ async function loadNodes(opts: CliOptions): Promise<readonly AnyNodeDef[]> {
     },
   );
   return shippedNodes;
+}
+
+/**
+ * The process's model runtime, which the CLI lends the nodes it runs (loaded only by the commands
+ * that run models: `nodes` and `help` need no worker thread).
+ */
+async function processRuntime(): Promise<ModelRuntime> {
+  const { getRuntime } = await import('./runtime/index.ts');
+  return getRuntime();
 }
 
 /**
@@ -546,7 +556,7 @@ async function cmdRun(
   const checkpoint = store.open(prompt, { source: file, resume: from !== undefined, from });
   // One prompt per process: nothing re-runs here, so the disk tier (which exists so that re-runs
   // can reuse loop-body outputs) would only cost a serialize and a file write per body output.
-  const engine = createEngine({ nodes, paths, spillBytes: 0 });
+  const engine = createEngine({ nodes, paths, services: { models: await processRuntime() }, spillBytes: 0 });
   const classOf = (id: string) => prompt[id]?.class_type ?? '?';
   const controller = new AbortController();
   const onSigint = () => controller.abort();
@@ -653,39 +663,37 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
     models: values['models-dir'],
   });
   const dataDir = path.resolve(cwd, values['data-dir'] ?? writableDefaultDataDir());
-  // The server module is imported only when serving: `run` and `nodes` need none of it.
-  const api = (await import('./api/index.ts')) as {
-    startServer(o: {
-      port?: number;
-      host?: string;
-      outputDir?: string;
-      inputDir?: string;
-      modelsDir?: string;
-      workflowsDir?: string;
-      authToken?: string;
-      nodes?: readonly AnyNodeDef[];
-      requeueCrashed?: boolean;
-      clientDir?: string;
-      dataDir?: string;
-      tempDir?: string;
-    }): Promise<{ url: string; close(): Promise<void> }>;
-  };
-  const server = await api.startServer({
-    port,
-    host: values.listen,
-    outputDir: paths.output,
-    inputDir: paths.input,
-    modelsDir: paths.models,
-    dataDir,
-    tempDir: path.join(dataDir, 'temp'),
-    clientDir: ensureClientBuilt((m) => stdout.write(`${m}\n`)),
-    // Relative to the cwd like the other folders; absent, the server uses the repo's workflows/.
-    workflowsDir:
-      values['workflows-dir'] === undefined ? undefined : path.resolve(cwd, values['workflows-dir']),
-    authToken: values['auth-token'],
-    nodes: opts.nodes,
-    requeueCrashed: !values['no-requeue'],
-  });
+  // The server is assembled here: the shipped nodes (or the caller's), the process's model
+  // runtime and the embedded queue and history, which this command opens and closes. The server
+  // modules are imported only when serving: `run` and `nodes` need none of them.
+  const api = await import('./api/index.ts');
+  const { openStore } = await import('./api/store.ts');
+  const store = openStore(dataDir);
+  let server: Awaited<ReturnType<typeof api.startServer>>;
+  try {
+    server = await api.startServer({
+      port,
+      host: values.listen,
+      outputDir: paths.output,
+      inputDir: paths.input,
+      modelsDir: paths.models,
+      dataDir,
+      tempDir: path.join(dataDir, 'temp'),
+      clientDir: ensureClientBuilt((m) => stdout.write(`${m}\n`)),
+      // Relative to the cwd like the other folders; absent, the server uses the repo's workflows/.
+      workflowsDir:
+        values['workflows-dir'] === undefined ? undefined : path.resolve(cwd, values['workflows-dir']),
+      authToken: values['auth-token'],
+      nodes: await loadNodes(opts),
+      runtime: await processRuntime(),
+      queue: store.queue,
+      history: store.history,
+      requeueCrashed: !values['no-requeue'],
+    });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
   stdout.write(`rdflow server listening on ${server.url}\n`);
   await new Promise<void>((resolve) => {
     if (opts.signal) opts.signal.addEventListener('abort', () => resolve(), { once: true });
@@ -695,6 +703,7 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
     }
   });
   await server.close();
+  await store.close();
   return EXIT.ok;
 }
 
@@ -861,8 +870,7 @@ if (isEntry()) {
   const code = await runCli(process.argv.slice(2));
   // Ending the process while onnxruntime is inside a native call in the worker aborts it
   // (exit 134); close() lets a running call finish and ends the worker cleanly first.
-  const { getRuntime } = await import('./runtime/index.ts');
-  await getRuntime().close();
+  await (await processRuntime()).close();
   // Other handles (timers, sockets) may still hold the event loop open; the command is done.
   process.exit(code);
 }

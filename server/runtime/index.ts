@@ -31,8 +31,22 @@ export interface LoadOptions {
   fallback?: boolean;
 }
 
-export interface ModelRuntime {
+/** What a node needs of the runtime: a model folder's handles (sessions opened once, reused). */
+export interface ModelLoader {
   loadModel(dir: string, opts?: LoadOptions): Promise<VideoModel>;
+}
+
+// The runtime reaches nodes through their RunContext, lent by whoever assembles an engine
+// (`createEngine({ services: { models: runtime } })`): nodes never reach for a global runtime, and
+// a host (a test, a remote worker) can lend another loader.
+declare module '../engine/define.ts' {
+  interface NodeServices {
+    /** Loads model folders; absent when the host runs no model nodes. */
+    readonly models?: ModelLoader;
+  }
+}
+
+export interface ModelRuntime extends ModelLoader {
   stats(): { sessionsCreated: number; sessionsOpen: number };
   /** Drops every session; loaded models keep working and re-create sessions on next use. */
   release(): Promise<void>;
@@ -150,7 +164,11 @@ export function createRuntime(opts: SessionPoolOptions = {}): ModelRuntime {
 
 let runtime: ModelRuntime | null = null;
 
-/** The process's runtime (one worker thread, one session cache). */
+/**
+ * The process's runtime (one worker thread, one session cache). Only entry points call this (the
+ * CLI, where startServer assembles the server, bench, scripts, tests); they lend it to the nodes
+ * of the engines they create.
+ */
 export function getRuntime(): ModelRuntime {
   runtime ??= createRuntime();
   return runtime;

@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { allNodes } from '../../nodes/index.ts';
 import { applySets } from '../../server/cli.ts';
 import { createEngine } from '../../server/engine/index.ts';
+import { getRuntime } from '../../server/runtime/index.ts';
 import type { ApiPrompt, EngineEvent } from '../../server/engine/types.ts';
 import { CONVERTED_DIR } from '../../server/runtime/convert/cache.ts';
 import { modelsDir as vectorModels } from '../helpers/convert.ts';
@@ -33,7 +34,7 @@ function smallRun(model: string): ApiPrompt {
 
 async function run(model: string): Promise<{ status: string; progress: number }> {
   const events: EngineEvent[] = [];
-  const engine = createEngine({ nodes: allNodes, paths });
+  const engine = createEngine({ nodes: allNodes, paths, services: { models: getRuntime() } });
   const result = await engine.run(smallRun(model), { promptId: model, onEvent: (e) => events.push(e) });
   const progress = events.filter((e) => e.type === 'progress' && e.node === '1').length;
   return { status: result.status === 'success' ? 'success' : JSON.stringify(result), progress };

@@ -10,6 +10,7 @@ import type { Tensor } from '../../server/core/tensor-type.ts';
 import { applySets } from '../../server/cli.ts';
 import { defineNode, input } from '../../server/engine/define.ts';
 import { createEngine } from '../../server/engine/index.ts';
+import { getRuntime } from '../../server/runtime/index.ts';
 import type { ApiPrompt } from '../../server/engine/types.ts';
 import { convertModel } from '../../server/runtime/convert/index.ts';
 import { readExpected, modelsDir } from '../helpers/convert.ts';
@@ -111,7 +112,11 @@ describe.each(['modelscope-tiny', 'vidrd-tiny'])('the 3-clip VidRD run on conver
     const dest = path.join(paths.models, model);
     await convertModel(path.join(modelsDir, model), dest);
     const frames: Tensor[] = [];
-    const engine = createEngine({ nodes: [...allNodes, captureNode(frames)], paths });
+    const engine = createEngine({
+      nodes: [...allNodes, captureNode(frames)],
+      paths,
+      services: { models: getRuntime() },
+    });
     const result = await engine.run(loopPrompt(dest, params), { promptId: model });
     expect(result.status, JSON.stringify(result)).toBe('success');
     expect(frames).toHaveLength(params.clips);

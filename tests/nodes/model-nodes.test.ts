@@ -9,6 +9,7 @@ import { loadVideoModelNode } from '../../nodes/load-video-model.ts';
 import { textEncodeNode } from '../../nodes/text-encode.ts';
 import { vaeDecodeNode } from '../../nodes/vae-decode.ts';
 import type { ComboSpec } from '../../server/engine/define.ts';
+import { getRuntime } from '../../server/runtime/index.ts';
 import type { TextEncoderModel, UNetModel, VaeDecoderModel } from '../../server/runtime/types.ts';
 import { makeTestModel } from '../helpers/models.ts';
 import { makeContext, makePaths } from './context.ts';
@@ -24,7 +25,8 @@ beforeAll(async () => {
 afterAll(() => paths.cleanup());
 
 async function load(model: string) {
-  const res = await loadVideoModelNode.run({ model, provider: 'cpu' }, makeContext(paths).ctx);
+  const ctx = makeContext(paths, { services: { models: getRuntime() } }).ctx;
+  const res = await loadVideoModelNode.run({ model, provider: 'cpu' }, ctx);
   return res.outputs as [UNetModel, TextEncoderModel, VaeDecoderModel, Record<string, unknown>];
 }
 
@@ -68,6 +70,13 @@ describe('LoadVideoModel', () => {
     const later = new Date(Date.now() + 5000);
     utimesSync(path.join(paths.models, 'tiny', file), later, later);
     expect(await loadVideoModelNode.fingerprint?.(inputs, env)).not.toBe(before);
+  });
+
+  it('loads through the runtime its host lends, and names itself when the host lends none', async () => {
+    const ctx = makeContext(paths, { classType: 'LoadVideoModel' }).ctx;
+    await expect(loadVideoModelNode.run({ model: 'tiny', provider: 'cpu' }, ctx)).rejects.toThrow(
+      'LoadVideoModel (node 1): no model runtime to load the model with',
+    );
   });
 
   it('loads the UNet, text encoder, VAE and scheduler config', async () => {

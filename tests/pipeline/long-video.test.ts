@@ -34,7 +34,7 @@ async function runPrompt(
   opts: { signal?: AbortSignal; onEvent?: (e: EngineEvent) => void } = {},
 ) {
   // A fresh engine per run: a second run must recompute, not hit the first one's cache.
-  const engine = createEngine({ nodes: allNodes, paths });
+  const engine = createEngine({ nodes: allNodes, paths, services: { models: getRuntime() } });
   return engine.run(prompt, { promptId: `p${Math.random()}`, ...opts });
 }
 
@@ -150,7 +150,7 @@ describe('vidrd-long-video.json on a small model', () => {
     );
     expect(unetFile).toBeDefined();
     rmSync(path.join(dir, unetFile!));
-    const engine = createEngine({ nodes: allNodes, paths });
+    const engine = createEngine({ nodes: allNodes, paths, services: { models: getRuntime() } });
     const v = await engine.validate(
       shrink(readWorkflow('vidrd-long-video.json'), { ...small, model: 'broken' }),
     );

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allNodes } from '../../nodes/index.ts';
 import { createEngine, toApiPrompt } from '../../server/engine/index.ts';
+import { getRuntime } from '../../server/runtime/index.ts';
 import type { ApiPrompt } from '../../server/engine/types.ts';
 import { makeTestModel } from '../helpers/models.ts';
 import { makePaths } from '../nodes/context.ts';
@@ -71,7 +72,7 @@ describe('workflows/vidrd-long-video.json', () => {
   });
 
   it('validates in the engine (on a small model) with both video writers as outputs', async () => {
-    const engine = createEngine({ nodes: allNodes, paths });
+    const engine = createEngine({ nodes: allNodes, paths, services: { models: getRuntime() } });
     const v = await engine.validate(shrink(wf, { model: 'tiny', steps: 4, size: 64 }));
     expect(v).toMatchObject({ ok: true });
     if (!v.ok) return;
@@ -83,7 +84,7 @@ describe('workflows/vidrd-long-video.json', () => {
 describe('the shipped workflows as they ship (demo model, generated into a temp models folder)', () => {
   for (const name of ['vidrd-long-video.json', 'single-clip.json', 'vidrd-scenes.json']) {
     it(`${name} validates unchanged`, async () => {
-      const engine = createEngine({ nodes: allNodes, paths });
+      const engine = createEngine({ nodes: allNodes, paths, services: { models: getRuntime() } });
       expect(await engine.validate(readWorkflow(name))).toMatchObject({ ok: true });
     });
   }
@@ -103,7 +104,7 @@ describe('workflows/vidrd-scenes.json', () => {
   });
 
   it('runs on a small model: 3 clips, one scene change with a blend', async () => {
-    const engine = createEngine({ nodes: allNodes, paths });
+    const engine = createEngine({ nodes: allNodes, paths, services: { models: getRuntime() } });
     const p = shrink(wf, { model: 'tiny', steps: 2, size: 64, clips: 3, prefix: 'scenes' });
     const [id] = nodeOf(p, 'PromptSchedule');
     p[id].inputs.schedule = '0: a red car\n1: a dog on the beach';

@@ -10,6 +10,7 @@ import type { Tensor } from '../../server/core/tensor-type.ts';
 import { blendEmbeddings, clipPrompts, parseSchedule } from '../../nodes/prompt-schedule.ts';
 import type { AnyNodeDef } from '../../server/engine/define.ts';
 import { createEngine } from '../../server/engine/index.ts';
+import { getRuntime } from '../../server/runtime/index.ts';
 import type { ApiPrompt } from '../../server/engine/types.ts';
 import { makeTestModel } from '../helpers/models.ts';
 import { makePaths } from '../nodes/context.ts';
@@ -102,7 +103,11 @@ describe('PromptSchedule in the long-video loop', () => {
         return result;
       },
     };
-    const engine = createEngine({ nodes: allNodes.map((n) => (n === real ? spy : n)), paths });
+    const engine = createEngine({
+      nodes: allNodes.map((n) => (n === real ? spy : n)),
+      paths,
+      services: { models: getRuntime() },
+    });
     const r = await engine.run(prompt, { promptId: 'scenes' });
     engine.close();
     expect(r.status, JSON.stringify(r)).toBe('success');
@@ -144,7 +149,7 @@ describe('PromptSchedule in the long-video loop', () => {
   }, 60_000);
 
   test('a schedule line past the loop length is a validation error naming the line (clips given) or fails before clip 1 is sampled', async () => {
-    const engine = createEngine({ nodes: allNodes, paths });
+    const engine = createEngine({ nodes: allNodes, paths, services: { models: getRuntime() } });
     const p = scheduled('0: a red car\n9: a dog', 0, 3);
     p['2'].inputs.clips = 3;
     const v = await engine.validate(p);

@@ -194,7 +194,7 @@ describe(`the shipped workflow on ${MODEL}`, () => {
       clips: 2,
       prefix: 'onnx',
     });
-    const engine = createEngine({ nodes: allNodes, paths });
+    const engine = createEngine({ nodes: allNodes, paths, services: { models: getRuntime() } });
     const v = await engine.validate(prompt);
     expect(v).toMatchObject({ ok: true });
     const result = await engine.run(prompt, { promptId: 'onnx-export' });
@@ -236,7 +236,7 @@ describe('a copy of the export missing a part', () => {
     const dir = copyWithout('vae_decoder');
     const paths = makePaths('rdflow-onnx-export-broken-');
     try {
-      const engine = createEngine({ nodes: allNodes, paths });
+      const engine = createEngine({ nodes: allNodes, paths, services: { models: getRuntime() } });
       const v = await engine.validate(
         shrink(readWorkflow('vidrd-long-video.json'), { model: dir, steps: 3, size: 64 }),
       );

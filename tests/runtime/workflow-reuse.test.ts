@@ -23,7 +23,10 @@ async function runOnce(tag: string) {
     frames: 4,
     prefix: tag,
   });
-  const result = await createEngine({ nodes: allNodes, paths }).run(prompt, { promptId: tag });
+  const result = await createEngine({ nodes: allNodes, paths, services: { models: getRuntime() } }).run(
+    prompt,
+    { promptId: tag },
+  );
   expect(result.status).toBe('success');
 }
 
