@@ -62,7 +62,10 @@ async function simulateIteration(
   const body = iterationScope(st, f.scope, f.step.start, position, f.flowRef, carried, extra);
   for (const s of f.step.body.filter(isNodeStep)) {
     if (isLoopEnd(st, s.id)) body.loopEndRefs = loopEndRefs(st, body, s.id);
-    else onSlot?.(await createSlot(st, body, s.id));
+    else {
+      const slot = await createSlot(st, body, s.id);
+      onSlot?.(slot);
+    }
   }
   return body;
 }
