@@ -2,10 +2,24 @@
 // writes history, then sends the final `executing {node: null}` (api.md order: history first, and
 // that message for every prompt that ends, whatever the outcome).
 import type { Engine, RunResultSummary } from '../engine/types.ts';
+import {
+  executing,
+  executionError,
+  executionInterrupted,
+  type Message,
+  type ServerMessage,
+  type UiOutput,
+} from '../protocol/index.ts';
 import type { CheckpointStore, RunCheckpoint } from '../runs/store.ts';
-import type { UiOutput } from '../engine/define.ts';
 import { previewFrame, type Hub } from './hub.ts';
-import { historyOutputs, HISTORY_MESSAGE_TYPES, previewsWanted, promptFlow, toWire } from './messages.ts';
+import {
+  historyOutputs,
+  HISTORY_MESSAGE_TYPES,
+  previewsWanted,
+  promptFlow,
+  toWire,
+  type SendJson,
+} from './messages.ts';
 import { RESUME_FLAG, wantsResume } from './runs.ts';
 import {
   toTuple,
@@ -77,9 +91,242 @@ function outputMeta(outputs: Record<string, UiOutput>): HistoryEntry['meta'] {
   return meta;
 }
 
+/** An execution_error that no node's run produced: nothing executed, no traceback, no inputs. */
+function promptFailed(
+  promptId: string,
+  at: { nodeId: string | null; nodeType: string | null },
+  message: string,
+  exceptionType: string,
+): Message<'execution_error'> {
+  return executionError({
+    prompt_id: promptId,
+    node_id: at.nodeId,
+    node_type: at.nodeType,
+    executed: [],
+    exception_message: message,
+    exception_type: exceptionType,
+    traceback: [],
+    current_inputs: {},
+    current_outputs: {},
+  });
+}
+
+/** The history entry of a prompt the server died in and that is not run again. */
+export function crashedEntry(item: QueueItem, message: string): HistoryEntry {
+  const error = promptFailed(item.promptId, { nodeId: null, nodeType: null }, message, 'ServerRestart');
+  return {
+    prompt: toTuple(item),
+    outputs: {},
+    status: {
+      status_str: 'error',
+      completed: false,
+      messages: [[error.type, { ...error.data, timestamp: Date.now() }]],
+    },
+    meta: {},
+  };
+}
+
+/**
+ * A prompt that was running when the process died: queued again first in line, once (it keeps its
+ * number, so it runs before everything queued after it), else marked failed in history.
+ */
+async function settleCrashed(deps: RunnerDeps): Promise<void> {
+  const { queue, history } = deps;
+  const crashed = await queue.running();
+  if (!crashed) return;
+  const restarts = crashed.restarts ?? 0;
+  if ((deps.requeueCrashed ?? true) && restarts < MAX_RESTARTS) {
+    await queue.requeue({ ...crashed, restarts: restarts + 1 });
+    deps.log(
+      `prompt ${crashed.promptId} was running when the server stopped; queued again first ` +
+        `(restart ${restarts + 1} of ${MAX_RESTARTS})`,
+    );
+    return;
+  }
+  const message = restarts > 0 ? CRASHED_AGAIN_MESSAGE : CRASHED_MESSAGE;
+  if (!(await history.get(crashed.promptId)))
+    await history.put(crashed.promptId, crashedEntry(crashed, message));
+  await queue.complete(crashed.promptId);
+  deps.log(`prompt ${crashed.promptId} was running when the server stopped; marked failed in history`);
+}
+
+/**
+ * The prompt's checkpoints (each clip of a loop saved, so that a stopped prompt continues from its
+ * last clip); none when they cannot be opened. Resumed: asked for (POST /runs/resume, a graceful
+ * stop) or queued again after a crash.
+ */
+function openCheckpoint(deps: RunnerDeps, item: QueueItem): RunCheckpoint | undefined {
+  const promptId = item.promptId;
+  let checkpoint: RunCheckpoint | undefined;
+  try {
+    checkpoint = deps.checkpoints?.open(item.prompt, {
+      source: `prompt ${promptId}`,
+      resume: wantsResume(item),
+    });
+  } catch (err) {
+    deps.log(`prompt ${promptId} runs without checkpoints: ${String(err)}`);
+  }
+  if (checkpoint && wantsResume(item)) {
+    const saved = deps.checkpoints?.get(checkpoint.key);
+    const done = saved ? Object.values(saved.loops).map((l) => `${l.done}/${l.total}`) : [];
+    if (done.length > 0) deps.log(`prompt ${promptId} continues from clip ${done.join(', ')}`);
+  }
+  return checkpoint;
+}
+
+/** What one prompt's messages go through: the flow for its client, and a copy for its history. */
+function promptChannel(hub: Hub, clientId: string | null) {
+  const messages: HistoryStatus['messages'] = [];
+  let ended = false;
+  // Every message of the prompt passes the flow: one execution_cached, one executed per node.
+  const flow: SendJson = promptFlow((type, data, toAll = false, droppable = false) => {
+    if (HISTORY_MESSAGE_TYPES.has(type)) messages.push([type, data]);
+    if (type === 'execution_success' || type === 'execution_error' || type === 'execution_interrupted')
+      ended = true;
+    hub.send(type, data, toAll ? null : clientId, { droppable });
+  });
+  return {
+    messages,
+    /** Whether the terminal message (success, error or interrupt) went out. */
+    ended: () => ended,
+    send: (m: ServerMessage, opts: { toAll?: boolean; droppable?: boolean } = {}) =>
+      flow(m.type, m.data, opts.toAll, opts.droppable),
+    flow,
+  };
+}
+
+type Channel = ReturnType<typeof promptChannel>;
+
+/**
+ * Runs the prompt on the engine, streaming its events to the channel. Never throws: a prompt
+ * invalid now (a model folder vanished since it was queued) or an engine that throws ends in an
+ * execution_error like any failed node.
+ */
+async function runOnEngine(
+  deps: RunnerDeps,
+  item: QueueItem,
+  channel: Channel,
+  run: { signal: AbortSignal; checkpoint: RunCheckpoint | undefined; onNode(node: string): void },
+): Promise<RunResultSummary> {
+  const { engine, hub } = deps;
+  const promptId = item.promptId;
+  const clientId = clientIdOf(item);
+  try {
+    const r = await engine.run(item.prompt, {
+      promptId,
+      signal: run.signal,
+      previews: previewsWanted(item.extraData, hub.listeners(clientId)),
+      checkpoints: run.checkpoint,
+      onEvent(e) {
+        if (e.type === 'executing') run.onNode(e.node);
+        const w = toWire(e);
+        if (w.kind === 'preview') hub.sendBinary(previewFrame(w.format, w.data), clientId);
+        else channel.flow(w.type, w.data, w.toAll, w.droppable);
+      },
+    });
+    if (r.status !== 'invalid') return r;
+    const [nodeId, ne] = Object.entries(r.validation.nodeErrors)[0] ?? [null, undefined];
+    const reason = ne?.errors.map((x) => x.message).join('; ') ?? r.validation.error.message;
+    channel.send(
+      promptFailed(
+        promptId,
+        { nodeId, nodeType: ne?.class_type ?? null },
+        `${r.validation.error.message}: ${reason}`,
+        'ValidationError',
+      ),
+    );
+    return { status: 'error', outputs: {}, nodeId: nodeId ?? '', message: reason };
+  } catch (err) {
+    // The engine promises not to throw; if it does, the prompt still ends properly.
+    const message = err instanceof Error ? err.message : String(err);
+    deps.log(`engine.run threw for ${promptId}: ${message}`);
+    channel.send(
+      promptFailed(
+        promptId,
+        { nodeId: null, nodeType: null },
+        message,
+        err instanceof Error ? err.name : 'Error',
+      ),
+    );
+    return { status: 'error', outputs: {}, nodeId: '', message };
+  }
+}
+
+/** The terminal message of a run the engine ended without one (every prompt gets one). */
+function terminalMessage(item: QueueItem, result: RunResultSummary): ServerMessage | undefined {
+  if (result.status === 'interrupted') {
+    return executionInterrupted({
+      prompt_id: item.promptId,
+      node_id: result.nodeId,
+      node_type: null,
+      executed: [],
+    });
+  }
+  if (result.status === 'error') {
+    const nodeType = item.prompt[result.nodeId]?.class_type ?? null;
+    return promptFailed(item.promptId, { nodeId: result.nodeId, nodeType }, result.message, 'Error');
+  }
+  return undefined;
+}
+
+async function writeHistory(
+  deps: RunnerDeps,
+  item: QueueItem,
+  result: RunResultSummary,
+  messages: HistoryStatus['messages'],
+): Promise<void> {
+  const success = result.status === 'success';
+  const outputs = historyOutputs(result.outputs);
+  try {
+    await deps.history.put(item.promptId, {
+      prompt: toTuple(item),
+      outputs,
+      status: { status_str: success ? 'success' : 'error', completed: success, messages },
+      meta: outputMeta(outputs),
+    });
+  } catch (err) {
+    deps.log(`could not write history for ${item.promptId}: ${String(err)}`);
+  }
+}
+
+/**
+ * One prompt from start to `executing {node: null}`. After a graceful stop (`stopping()`) an
+ * interrupted prompt goes back first in line to continue after the restart, with no history.
+ */
+async function runPrompt(
+  deps: RunnerDeps,
+  item: QueueItem,
+  run: { signal: AbortSignal; onNode(node: string): void; stopping(): boolean },
+): Promise<void> {
+  const clientId = clientIdOf(item);
+  const channel = promptChannel(deps.hub, clientId);
+  const checkpoint = openCheckpoint(deps, item);
+  const result = await runOnEngine(deps, item, channel, { ...run, checkpoint });
+  if (result.status === 'success') checkpoint?.finish();
+  else checkpoint?.stop();
+  const terminal = channel.ended() ? undefined : terminalMessage(item, result);
+  if (terminal) channel.send(terminal, { toAll: terminal.type === 'execution_interrupted' });
+  if (run.stopping() && result.status === 'interrupted') {
+    // Only a crash marks a running prompt failed; a graceful stop (close(), SIGINT/SIGTERM) does not.
+    await deps.queue.requeue({ ...item, extraData: { ...item.extraData, [RESUME_FLAG]: true } });
+    return;
+  }
+  await writeHistory(deps, item, result, channel.messages);
+  await deps.queue.complete(item.promptId);
+  const done = executing({ node: null, display_node: null, prompt_id: item.promptId });
+  deps.hub.send(done.type, done.data, clientId);
+}
+
+/** The prompt being run, and the node it executes now. */
+interface Running {
+  item: QueueItem;
+  controller: AbortController;
+  node?: string;
+}
+
 export function createRunner(deps: RunnerDeps): Runner {
-  const { engine, queue, history, hub } = deps;
-  let current: { item: QueueItem; controller: AbortController; node?: string } | undefined;
+  const { queue } = deps;
+  let current: Running | undefined;
   let stopped = false;
   let wakeUp: (() => void) | undefined;
   let woken = false;
@@ -97,163 +344,14 @@ export function createRunner(deps: RunnerDeps): Runner {
     }
   };
 
-  async function settleCrashed(): Promise<void> {
-    const crashed = await queue.running();
-    if (!crashed) return;
-    const restarts = crashed.restarts ?? 0;
-    if ((deps.requeueCrashed ?? true) && restarts < MAX_RESTARTS) {
-      // Keeps its number, so it runs before everything queued after it.
-      await queue.requeue({ ...crashed, restarts: restarts + 1 });
-      deps.log(
-        `prompt ${crashed.promptId} was running when the server stopped; queued again first ` +
-          `(restart ${restarts + 1} of ${MAX_RESTARTS})`,
-      );
-      return;
-    }
-    const message = restarts > 0 ? CRASHED_AGAIN_MESSAGE : CRASHED_MESSAGE;
-    if (!(await history.get(crashed.promptId))) {
-      const data = {
-        prompt_id: crashed.promptId,
-        node_id: null,
-        node_type: null,
-        executed: [],
-        exception_message: message,
-        exception_type: 'ServerRestart',
-        traceback: [],
-        current_inputs: {},
-        current_outputs: {},
-        timestamp: Date.now(),
-      };
-      await history.put(crashed.promptId, {
-        prompt: toTuple(crashed),
-        outputs: {},
-        status: { status_str: 'error', completed: false, messages: [['execution_error', data]] },
-        meta: {},
-      });
-    }
-    await queue.complete(crashed.promptId);
-    deps.log(`prompt ${crashed.promptId} was running when the server stopped; marked failed in history`);
-  }
-
-  async function runOne(item: QueueItem, signal: AbortSignal): Promise<void> {
-    const clientId = clientIdOf(item);
-    const promptId = item.promptId;
-    const messages: HistoryStatus['messages'] = [];
-    // Every message of the prompt passes the flow: one execution_cached, one executed per node.
-    const send = promptFlow((type, data, toAll = false, droppable = false) => {
-      if (HISTORY_MESSAGE_TYPES.has(type)) messages.push([type, data]);
-      hub.send(type, data, toAll ? null : clientId, { droppable });
+  /** Resolves when a prompt was queued, a task asked for, or the runner stops. */
+  const sleep = () =>
+    new Promise<void>((resolve) => {
+      wakeUp = resolve;
+      if (woken || idleTasks.length > 0) resolve();
+    }).then(() => {
+      wakeUp = undefined;
     });
-    let result: RunResultSummary | undefined;
-    // Resumed: asked for (POST /runs/resume, a graceful stop) or queued again after a crash.
-    let checkpoint: RunCheckpoint | undefined;
-    try {
-      checkpoint = deps.checkpoints?.open(item.prompt, {
-        source: `prompt ${promptId}`,
-        resume: wantsResume(item),
-      });
-    } catch (err) {
-      deps.log(`prompt ${promptId} runs without checkpoints: ${String(err)}`);
-    }
-    if (checkpoint && wantsResume(item)) {
-      const saved = deps.checkpoints?.get(checkpoint.key);
-      const done = saved ? Object.values(saved.loops).map((l) => `${l.done}/${l.total}`) : [];
-      if (done.length > 0) deps.log(`prompt ${promptId} continues from clip ${done.join(', ')}`);
-    }
-    try {
-      const r = await engine.run(item.prompt, {
-        promptId,
-        signal,
-        previews: previewsWanted(item.extraData, hub.listeners(clientId)),
-        checkpoints: checkpoint,
-        onEvent(e) {
-          if (e.type === 'executing' && current) current.node = e.node;
-          const w = toWire(e);
-          if (w.kind === 'preview') hub.sendBinary(previewFrame(w.format, w.data), clientId);
-          else send(w.type, w.data, w.toAll, w.droppable);
-        },
-      });
-      if (r.status === 'invalid') {
-        // Valid when queued, invalid now (a model folder vanished, say): report it as an error.
-        const [nodeId, ne] = Object.entries(r.validation.nodeErrors)[0] ?? [null, undefined];
-        const reason = ne?.errors.map((x) => x.message).join('; ') ?? r.validation.error.message;
-        result = { status: 'error', outputs: {}, nodeId: nodeId ?? '', message: reason };
-        send('execution_error', {
-          prompt_id: promptId,
-          node_id: nodeId,
-          node_type: ne?.class_type ?? null,
-          executed: [],
-          exception_message: `${r.validation.error.message}: ${reason}`,
-          exception_type: 'ValidationError',
-          traceback: [],
-          current_inputs: {},
-          current_outputs: {},
-        });
-      } else {
-        result = r;
-      }
-    } catch (err) {
-      // The engine promises not to throw; if it does, the prompt still ends properly.
-      const message = err instanceof Error ? err.message : String(err);
-      deps.log(`engine.run threw for ${promptId}: ${message}`);
-      result = { status: 'error', outputs: {}, nodeId: '', message };
-      send('execution_error', {
-        prompt_id: promptId,
-        node_id: null,
-        node_type: null,
-        executed: [],
-        exception_message: message,
-        exception_type: err instanceof Error ? err.name : 'Error',
-        traceback: [],
-        current_inputs: {},
-        current_outputs: {},
-      });
-    }
-    if (result.status === 'success') checkpoint?.finish();
-    else checkpoint?.stop();
-    const ended = messages.some(
-      ([t]) => t === 'execution_success' || t === 'execution_error' || t === 'execution_interrupted',
-    );
-    if (!ended && result.status === 'interrupted') {
-      send(
-        'execution_interrupted',
-        { prompt_id: promptId, node_id: result.nodeId, node_type: null, executed: [] },
-        true,
-      );
-    } else if (!ended && result.status === 'error') {
-      send('execution_error', {
-        prompt_id: promptId,
-        node_id: result.nodeId,
-        node_type: item.prompt[result.nodeId]?.class_type ?? null,
-        executed: [],
-        exception_message: result.message,
-        exception_type: 'Error',
-        traceback: [],
-        current_inputs: {},
-        current_outputs: {},
-      });
-    }
-    if (stopped && result.status === 'interrupted') {
-      // A graceful stop (close(), SIGINT/SIGTERM) puts the prompt back first in line, to run
-      // again after the restart; only a crash marks a running prompt failed.
-      await queue.requeue({ ...item, extraData: { ...item.extraData, [RESUME_FLAG]: true } });
-      return;
-    }
-    const success = result.status === 'success';
-    const outputs = historyOutputs(result.outputs);
-    try {
-      await history.put(promptId, {
-        prompt: toTuple(item),
-        outputs,
-        status: { status_str: success ? 'success' : 'error', completed: success, messages },
-        meta: outputMeta(outputs),
-      });
-    } catch (err) {
-      deps.log(`could not write history for ${promptId}: ${String(err)}`);
-    }
-    await queue.complete(promptId);
-    hub.send('executing', { node: null, display_node: null, prompt_id: promptId }, clientId);
-  }
 
   async function loop(): Promise<void> {
     while (!stopped) {
@@ -269,17 +367,17 @@ export function createRunner(deps: RunnerDeps): Runner {
       }
       if (!item) {
         if (stopped) break;
-        await new Promise<void>((resolve) => {
-          wakeUp = resolve;
-          if (woken || idleTasks.length > 0) resolve();
-        });
-        wakeUp = undefined;
+        await sleep();
         continue;
       }
-      current = { item, controller: new AbortController() };
+      const running: Running = (current = { item, controller: new AbortController() });
       deps.onQueueChange();
       try {
-        await runOne(item, current.controller.signal);
+        await runPrompt(deps, item, {
+          signal: running.controller.signal,
+          onNode: (node) => (running.node = node),
+          stopping: () => stopped,
+        });
       } catch (err) {
         deps.log(`prompt ${item.promptId} failed outside the engine: ${String(err)}`);
       }
@@ -290,7 +388,7 @@ export function createRunner(deps: RunnerDeps): Runner {
 
   return {
     async start() {
-      await settleCrashed();
+      await settleCrashed(deps);
       loopDone = loop();
     },
     wake() {
