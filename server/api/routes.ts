@@ -4,12 +4,13 @@ import os from 'node:os';
 import path from 'node:path';
 import express, { type Request, type Router } from 'express';
 import type { AnyNodeDef, NodePaths } from '../engine/define.ts';
-import type { ApiPrompt, Engine } from '../engine/types.ts';
+import type { Engine } from '../engine/types.ts';
+import type { ApiPrompt, ErrorResponse, History, PromptAccepted, QueueState } from '../protocol/index.ts';
 import { isCanvasWorkflow, toApiPrompt, type EngineExtras } from '../engine/index.ts';
 import { errorBody, HttpError } from './errors.ts';
 import { checkLimits, type Limits } from './limits.ts';
 import { PathError, resolveExisting, temporaryName } from './paths.ts';
-import { toTuple, type HistoryEntry, type HistoryStore, type PromptQueue } from './queue.ts';
+import { toTuple, type HistoryStore, type PromptQueue } from './queue.ts';
 import type { Runner } from './runner.ts';
 import { handleUpload, UploadError } from './upload.ts';
 import { listWorkflows, resolveWorkflow } from './workflows.ts';
@@ -115,13 +116,15 @@ function queryString(req: Request, name: string, fallback: string): string {
 
 const PROMPT_ID = /^[A-Za-z0-9_.:-]{1,128}$/;
 
-export function createApiRouter(ctx: ApiContext): Router {
-  // Case-sensitive and strict, as the access check in index.ts compares paths.
-  const r = express.Router({ caseSensitive: true, strict: true });
-  // ComfyUI's own examples POST JSON without a JSON content type (urllib's form default), so the
-  // body is parsed as JSON whatever the Content-Type says.
-  const json = express.json({
-    limit: ctx.jsonLimitBytes,
+type Handler = express.RequestHandler;
+
+/**
+ * The JSON body parser. ComfyUI's own examples POST JSON without a JSON content type (urllib's form
+ * default), so the body is parsed as JSON whatever the Content-Type says.
+ */
+function jsonBody(limitBytes: number): Handler {
+  return express.json({
+    limit: limitBytes,
     strict: false,
     type: () => true,
     // Runs on the raw bytes before parsing; the thrown HttpError reaches the error handler as is.
@@ -135,78 +138,89 @@ export function createApiRouter(ctx: ApiContext): Router {
       }
     },
   });
+}
 
-  const remaining = async () => ({ exec_info: { queue_remaining: await ctx.queue.remaining() } });
+const invalidPrompt = (message: string, prefix: string): ErrorResponse =>
+  errorBody('invalid_prompt', `${prefix}: ${message}`, message);
 
+const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
+/**
+ * POST /prompt's `prompt` in API format (a canvas workflow is converted), valid and within the
+ * limits, with the output nodes to run; or the error answer (400) that refuses it.
+ */
+async function checkedPrompt(
+  ctx: ApiContext,
+  body: Json,
+): Promise<{ prompt: ApiPrompt; outputs: string[] } | { refused: ErrorResponse }> {
+  if (!('prompt' in body))
+    return { refused: errorBody('no_prompt', 'No prompt provided', 'No prompt provided') };
+  let prompt: unknown = body.prompt;
+  if (isCanvasWorkflow(prompt)) {
+    try {
+      prompt = toApiPrompt(prompt, ctx.nodes);
+    } catch (err) {
+      return { refused: invalidPrompt(messageOf(err), 'Invalid workflow') };
+    }
+  }
+  if (isObject(prompt)) {
+    const reserved = Object.keys(prompt).find((id) => RESERVED_IDS.has(id));
+    if (reserved !== undefined) {
+      const message = `node id "${reserved}" is reserved (a property of every object); use another id`;
+      return { refused: invalidPrompt(message, 'Invalid prompt') };
+    }
+  }
+  let validation;
+  try {
+    validation = await ctx.engine.validate(prompt as ApiPrompt);
+  } catch (err) {
+    // The engine checks the shape itself; anything it still trips on is the prompt's fault.
+    return { refused: invalidPrompt(messageOf(err), 'Invalid prompt') };
+  }
+  if (!validation.ok) return { refused: { error: validation.error, node_errors: validation.nodeErrors } };
+  const apiPrompt = prompt as ApiPrompt;
+  const limitErrors = checkLimits(apiPrompt, ctx.limits);
+  if (limitErrors) {
+    const reasons = Object.values(limitErrors)
+      .flatMap((e) => e.errors.map((x) => x.message))
+      .join(' ');
+    return {
+      refused: errorBody(
+        'prompt_outputs_failed_validation',
+        'Prompt exceeds the server limits',
+        reasons,
+        limitErrors,
+      ),
+    };
+  }
+  return { prompt: apiPrompt, outputs: validation.outputs };
+}
+
+/** The client's `prompt_id` when it gives a free one, else a new UUID. */
+async function newPromptId(ctx: ApiContext, asked: unknown): Promise<string> {
+  if (asked === undefined) return crypto.randomUUID();
+  if (typeof asked !== 'string' || !PROMPT_ID.test(asked)) {
+    throw new HttpError(400, 'invalid_prompt', 'prompt_id must be 1-128 letters, digits, or _.:-');
+  }
+  if (await ctx.queue.has(asked))
+    throw new HttpError(400, 'invalid_prompt', `prompt_id ${asked} is already queued.`);
+  return asked;
+}
+
+/** GET/POST /prompt: queue length, and queueing a prompt. */
+function promptRoutes(r: Router, ctx: ApiContext, json: Handler): void {
   r.get('/prompt', async (_req, res) => {
-    res.json(await remaining());
+    res.json({ exec_info: { queue_remaining: await ctx.queue.remaining() } });
   });
 
   r.post('/prompt', json, async (req, res) => {
     const body = bodyObject(req);
-    if (!('prompt' in body)) {
-      res.status(400).json(errorBody('no_prompt', 'No prompt provided', 'No prompt provided'));
+    const checked = await checkedPrompt(ctx, body);
+    if ('refused' in checked) {
+      res.status(400).json(checked.refused);
       return;
     }
-    let prompt: unknown = body.prompt;
-    if (isCanvasWorkflow(prompt)) {
-      try {
-        prompt = toApiPrompt(prompt, ctx.nodes);
-      } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
-        res.status(400).json(errorBody('invalid_prompt', `Invalid workflow: ${message}`, message));
-        return;
-      }
-    }
-    if (isObject(prompt)) {
-      const reserved = Object.keys(prompt).find((id) => RESERVED_IDS.has(id));
-      if (reserved !== undefined) {
-        const message = `node id "${reserved}" is reserved (a property of every object); use another id`;
-        res.status(400).json(errorBody('invalid_prompt', `Invalid prompt: ${message}`, message));
-        return;
-      }
-    }
-    let validation;
-    try {
-      validation = await ctx.engine.validate(prompt as ApiPrompt);
-    } catch (err) {
-      // The engine checks the shape itself; anything it still trips on is the prompt's fault.
-      const message = err instanceof Error ? err.message : String(err);
-      res.status(400).json(errorBody('invalid_prompt', `Invalid prompt: ${message}`, message));
-      return;
-    }
-    if (!validation.ok) {
-      res.status(400).json({ error: validation.error, node_errors: validation.nodeErrors });
-      return;
-    }
-    const apiPrompt = prompt as ApiPrompt;
-    const limitErrors = checkLimits(apiPrompt, ctx.limits);
-    if (limitErrors) {
-      const reasons = Object.values(limitErrors)
-        .flatMap((e) => e.errors.map((x) => x.message))
-        .join(' ');
-      res
-        .status(400)
-        .json(
-          errorBody(
-            'prompt_outputs_failed_validation',
-            'Prompt exceeds the server limits',
-            reasons,
-            limitErrors,
-          ),
-        );
-      return;
-    }
-    let promptId: string = crypto.randomUUID();
-    if (body.prompt_id !== undefined) {
-      if (typeof body.prompt_id !== 'string' || !PROMPT_ID.test(body.prompt_id)) {
-        throw new HttpError(400, 'invalid_prompt', 'prompt_id must be 1-128 letters, digits, or _.:-');
-      }
-      if (await ctx.queue.has(body.prompt_id)) {
-        throw new HttpError(400, 'invalid_prompt', `prompt_id ${body.prompt_id} is already queued.`);
-      }
-      promptId = body.prompt_id;
-    }
+    const promptId = await newPromptId(ctx, body.prompt_id);
     if ((await ctx.queue.remaining()) >= ctx.limits.maxQueued) {
       throw new HttpError(
         429,
@@ -218,18 +232,26 @@ export function createApiRouter(ctx: ApiContext): Router {
     if (typeof body.client_id === 'string') extraData.client_id = body.client_id;
     const number = typeof body.number === 'number' && Number.isFinite(body.number) ? body.number : undefined;
     const item = await ctx.queue.enqueue(
-      { promptId, prompt: apiPrompt, extraData, outputs: validation.outputs, number },
+      { promptId, prompt: checked.prompt, extraData, outputs: checked.outputs, number },
       { front: body.front === true },
     );
     ctx.runner.wake();
     ctx.queueChanged();
-    res.json({ prompt_id: promptId, number: item.number, node_errors: {} });
+    const accepted: PromptAccepted = { prompt_id: promptId, number: item.number, node_errors: {} };
+    res.json(accepted);
   });
+}
 
+/** GET/POST /queue and POST /interrupt. */
+function queueRoutes(r: Router, ctx: ApiContext, json: Handler): void {
   r.get('/queue', async (_req, res) => {
     const running = await ctx.queue.running();
     const pending = await ctx.queue.pending();
-    res.json({ queue_running: running ? [toTuple(running)] : [], queue_pending: pending.map(toTuple) });
+    const state: QueueState = {
+      queue_running: running ? [toTuple(running)] : [],
+      queue_pending: pending.map(toTuple),
+    };
+    res.json(state);
   });
 
   r.post('/queue', json, async (req, res) => {
@@ -261,9 +283,10 @@ export function createApiRouter(ctx: ApiContext): Router {
     }
     res.json({});
   });
+}
 
-  const historyObject = (entries: [string, HistoryEntry][]) => Object.fromEntries(entries);
-
+/** GET /history (all, or the newest max_items), GET /history/:id, POST /history (delete, clear). */
+function historyRoutes(r: Router, ctx: ApiContext, json: Handler): void {
   r.get('/history', async (req, res) => {
     const raw = queryString(req, 'max_items', '');
     let max: number | undefined;
@@ -272,13 +295,15 @@ export function createApiRouter(ctx: ApiContext): Router {
       if (!Number.isInteger(max) || max < 0)
         throw new HttpError(400, 'invalid_request', 'max_items must be an integer ≥ 0.');
     }
-    res.json(historyObject(await ctx.history.list(max)));
+    const history: History = Object.fromEntries(await ctx.history.list(max));
+    res.json(history);
   });
 
   r.get('/history/:promptId', async (req, res) => {
     const id = checkId(String(req.params.promptId), 'prompt id');
     const entry = await ctx.history.get(id);
-    res.json(entry ? { [id]: entry } : {});
+    const history: History = entry ? { [id]: entry } : {};
+    res.json(history);
   });
 
   r.post('/history', json, async (req, res) => {
@@ -288,7 +313,15 @@ export function createApiRouter(ctx: ApiContext): Router {
     if (ids.length > 0) await ctx.history.delete(ids);
     res.json({});
   });
+}
 
+/** The path's PathError as the error answer (its status, `invalid_path`). */
+function pathError(err: unknown): unknown {
+  return err instanceof PathError ? new HttpError(err.status, 'invalid_path', err.message) : err;
+}
+
+/** GET /view (a file of output, input or temp) and POST /upload/image. */
+function fileRoutes(r: Router, ctx: ApiContext): void {
   r.get('/view', async (req, res) => {
     const type = queryString(req, 'type', 'output');
     if (type !== 'output' && type !== 'input' && type !== 'temp') {
@@ -304,20 +337,9 @@ export function createApiRouter(ctx: ApiContext): Router {
     try {
       file = await resolveExisting(ctx.paths[type], subfolder, filename);
     } catch (err) {
-      if (err instanceof PathError) throw new HttpError(err.status, 'invalid_path', err.message);
-      throw err;
+      throw pathError(err);
     }
     res.sendFile(file, { dotfiles: 'allow', headers: { 'Cache-Control': 'no-cache' } });
-  });
-
-  r.get('/object_info', (_req, res) => {
-    res.json(ctx.engine.objectInfo());
-  });
-
-  r.get('/object_info/:nodeClass', (req, res) => {
-    const info = ctx.engine.objectInfo();
-    const name = String(req.params.nodeClass);
-    res.json(Object.hasOwn(info, name) ? { [name]: info[name] } : {});
   });
 
   r.post('/upload/image', async (req, res) => {
@@ -331,52 +353,70 @@ export function createApiRouter(ctx: ApiContext): Router {
       throw err;
     }
   });
+}
 
-  const cacheFields = (engine: Engine) => {
-    const stats = (engine as Partial<EngineExtras>).cacheStats?.();
-    if (stats === undefined) return {};
-    return {
-      cache: {
-        memory_bytes: stats.memoryBytes,
-        memory_max_bytes: stats.memoryMaxBytes,
-        spill_bytes: stats.spillBytes,
-        spill_max_bytes: stats.spillMaxBytes,
-      },
-    };
+/** rdflow's node-output caches in /system_stats: in memory and spilled to files, each with its bound. */
+function cacheFields(engine: Engine) {
+  const stats = (engine as Partial<EngineExtras>).cacheStats?.();
+  if (stats === undefined) return {};
+  return {
+    cache: {
+      memory_bytes: stats.memoryBytes,
+      memory_max_bytes: stats.memoryMaxBytes,
+      spill_bytes: stats.spillBytes,
+      spill_max_bytes: stats.spillMaxBytes,
+    },
   };
-  r.get('/system_stats', (_req, res) => {
-    const total = os.totalmem();
-    const free = os.freemem();
-    // ComfyUI's fields that clients read, filled truthfully. Never the command line (ComfyUI sends
-    // argv; ours would carry --auth-token) nor anything else from the environment.
-    res.json({
-      system: {
-        os: process.platform,
-        ram_total: total,
-        ram_free: free,
-        comfyui_version: ctx.version,
-        rdflow_version: ctx.version,
-        python_version: `node ${process.version}`,
-        node_version: process.version,
-        embedded_python: false,
-        cpu_count: os.cpus().length,
+}
+
+/** GET /system_stats: ComfyUI's fields that clients read, filled truthfully. */
+function systemStats(ctx: ApiContext) {
+  const total = os.totalmem();
+  const free = os.freemem();
+  return {
+    // Never the command line (ComfyUI sends argv; ours would carry --auth-token) nor anything
+    // else from the environment.
+    system: {
+      os: process.platform,
+      ram_total: total,
+      ram_free: free,
+      comfyui_version: ctx.version,
+      rdflow_version: ctx.version,
+      python_version: `node ${process.version}`,
+      node_version: process.version,
+      embedded_python: false,
+      cpu_count: os.cpus().length,
+    },
+    // Inference runs on the CPU build of onnxruntime: the one device is the CPU and its RAM.
+    devices: [
+      {
+        name: 'cpu',
+        type: 'cpu',
+        index: 0,
+        vram_total: total,
+        vram_free: free,
+        torch_vram_total: 0,
+        torch_vram_free: 0,
       },
-      // Inference runs on the CPU build of onnxruntime: the one device is the CPU and its RAM.
-      devices: [
-        {
-          name: 'cpu',
-          type: 'cpu',
-          index: 0,
-          vram_total: total,
-          vram_free: free,
-          torch_vram_total: 0,
-          torch_vram_free: 0,
-        },
-      ],
-      // rdflow's node-output caches: in memory, and spilled to files under the temp folder, each
-      // with the bound it is kept within.
-      ...cacheFields(ctx.engine),
-    });
+    ],
+    ...cacheFields(ctx.engine),
+  };
+}
+
+/** What the server offers: node types, system stats, models; and POST /free. */
+function infoRoutes(r: Router, ctx: ApiContext, json: Handler): void {
+  r.get('/object_info', (_req, res) => {
+    res.json(ctx.engine.objectInfo());
+  });
+
+  r.get('/object_info/:nodeClass', (req, res) => {
+    const info = ctx.engine.objectInfo();
+    const name = String(req.params.nodeClass);
+    res.json(Object.hasOwn(info, name) ? { [name]: info[name] } : {});
+  });
+
+  r.get('/system_stats', (_req, res) => {
+    res.json(systemStats(ctx));
   });
 
   r.get('/embeddings', (_req, res) => {
@@ -392,21 +432,6 @@ export function createApiRouter(ctx: ApiContext): Router {
     res.json(req.params.folder === 'video_models' ? ctx.listModels() : []);
   });
 
-  r.get('/workflows', async (_req, res) => {
-    res.set('Cache-Control', 'no-cache').json(await listWorkflows(ctx.workflowsDir));
-  });
-
-  r.get('/workflows/:name', async (req, res) => {
-    let file: string;
-    try {
-      file = await resolveWorkflow(ctx.workflowsDir, String(req.params.name));
-    } catch (err) {
-      if (err instanceof PathError) throw new HttpError(err.status, 'invalid_path', err.message);
-      throw err;
-    }
-    res.sendFile(file, { dotfiles: 'deny', headers: { 'Cache-Control': 'no-cache' } });
-  });
-
   r.post('/free', json, async (req, res) => {
     const body = bodyObject(req);
     // Applied between prompts, never under a running one (as ComfyUI defers it).
@@ -420,7 +445,35 @@ export function createApiRouter(ctx: ApiContext): Router {
     }
     res.json({});
   });
+}
 
+/** GET /workflows and GET /workflows/:name, the shipped workflows. */
+function workflowRoutes(r: Router, ctx: ApiContext): void {
+  r.get('/workflows', async (_req, res) => {
+    res.set('Cache-Control', 'no-cache').json(await listWorkflows(ctx.workflowsDir));
+  });
+
+  r.get('/workflows/:name', async (req, res) => {
+    let file: string;
+    try {
+      file = await resolveWorkflow(ctx.workflowsDir, String(req.params.name));
+    } catch (err) {
+      throw pathError(err);
+    }
+    res.sendFile(file, { dotfiles: 'deny', headers: { 'Cache-Control': 'no-cache' } });
+  });
+}
+
+export function createApiRouter(ctx: ApiContext): Router {
+  // Case-sensitive and strict, as the access check in index.ts compares paths.
+  const r = express.Router({ caseSensitive: true, strict: true });
+  const json = jsonBody(ctx.jsonLimitBytes);
+  promptRoutes(r, ctx, json);
+  queueRoutes(r, ctx, json);
+  historyRoutes(r, ctx, json);
+  fileRoutes(r, ctx);
+  infoRoutes(r, ctx, json);
+  workflowRoutes(r, ctx);
   return r;
 }
 
