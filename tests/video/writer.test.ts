@@ -13,6 +13,7 @@ import {
   validateVideoOptions,
   type VideoFormat,
 } from '../../server/runtime/video/index.ts';
+import { framesToRgb8, sharedRgb8 } from '../../server/runtime/video/rgb-codec.ts';
 import {
   decodeFrameRgb,
   decodePng,
@@ -176,6 +177,42 @@ describe('PNG frames', () => {
       expect(at(11, 7)).toEqual([0, Math.round((11 / 12) * 255), Math.round((7 / 8) * 255)]);
     }
     expect(meanAbsDiff(await decodeFrameRgb(files[1], 0), frames, 1)).toBe(0); // ffmpeg agrees
+  });
+});
+
+describe('frames converted once (a resume checkpoint shares its 8-bit RGB)', () => {
+  it('a writer encodes the bytes made for the checkpoint instead of converting the frames again', async () => {
+    const frames = movingFrames(2, 8, 12);
+    const stored = framesToRgb8(frames);
+    expect(sharedRgb8(frames)).toBe(stored.rgb);
+    // A marker only the stored bytes have: the file shows which form was encoded.
+    stored.rgb.set([1, 2, 3], 0);
+    const { files } = await writeVideo('png', 8, [frames]);
+    expect(Array.from(decodePng(readFileSync(files[0])).rgb.subarray(0, 3))).toEqual([1, 2, 3]);
+    expect(
+      Buffer.from(decodePng(readFileSync(files[1])).rgb).equals(Buffer.from(stored.rgb.subarray(288))),
+    ).toBe(true);
+  });
+
+  it('the ffmpeg sink never recycles shared bytes as a frame buffer', async () => {
+    const shared = movingFrames(4, 16, 16);
+    const stored = framesToRgb8(shared);
+    const before = stored.rgb.slice();
+    // Shared clip first, then clips the writer converts into its own buffers.
+    const { files } = await writeVideo('mp4', 8, [
+      shared,
+      movingFrames(4, 16, 16, 4),
+      movingFrames(4, 16, 16, 8),
+    ]);
+    expect(Buffer.from(stored.rgb).equals(Buffer.from(before))).toBe(true);
+    expect(Number((await probe(files[0])).nb_read_frames)).toBe(12);
+  });
+
+  it('a reshaped or unknown tensor is converted as before', () => {
+    const frames = movingFrames(2, 8, 12);
+    expect(sharedRgb8(frames)).toBeUndefined();
+    framesToRgb8(frames);
+    expect(sharedRgb8({ data: frames.data, shape: [1, 16, 12, 3] })).toBeUndefined();
   });
 });
 

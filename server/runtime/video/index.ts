@@ -12,6 +12,7 @@ import { startFfmpeg, type FfmpegPipe } from './ffmpeg-pipe.ts';
 import { openGifJs, type GifJsWriter } from './gif-js.ts';
 import { encodePng, imageDims, imagesToRgb8 } from './png.ts';
 import type { OutputTarget } from './paths.ts';
+import { sharedRgb8 } from './rgb-codec.ts';
 
 export { ffmpegPath, ffprobePath, FfmpegMissingError } from './ffmpeg.ts';
 export { FfmpegError } from './ffmpeg-pipe.ts';
@@ -166,11 +167,17 @@ async function ffmpegSink(
   }
   const proc: FfmpegPipe = startFfmpeg(bin, [...input, ...output, '-y', tmp], path.basename(final));
   // Frame buffers come back once the pipe has flushed them: a few in flight, none made per frame.
+  // Only those handed out here: shared clip bytes (sharedRgb8) are not ours to overwrite.
   const free: Uint8Array[] = [];
+  const made = new Set<Uint8Array>();
   return {
     files: [[tmp, final]],
-    frameBuffer: () => free.pop() ?? new Uint8Array(w * h * 3),
-    writeFrame: (rgb) => proc.write(rgb, () => free.push(rgb)),
+    frameBuffer: () => {
+      const rgb = free.pop() ?? new Uint8Array(w * h * 3);
+      made.add(rgb);
+      return rgb;
+    },
+    writeFrame: (rgb) => proc.write(rgb, made.has(rgb) ? () => free.push(rgb) : undefined),
     finish: () => proc.end(),
     kill: () => proc.kill(),
   };
@@ -310,10 +317,14 @@ export function openVideoWriter(opts: VideoWriterOptions): VideoWriter {
         );
       }
       const s = sink as Sink;
+      // Bytes made already for this clip (for its resume checkpoint) are encoded as they are.
+      const shared = sharedRgb8(images);
+      const n = width * height * 3;
       for (let i = 0; i < f; i++) {
         if (state !== 'open') throw new Error(`video ${path.basename(target)} was ${state} while writing`);
-        // The sink's buffer: reused once the encoder is done with it (see Sink.frameBuffer).
-        await s.writeFrame(imagesToRgb8(images, i, s.frameBuffer?.()));
+        // Else the sink's buffer: reused once the encoder is done with it (see Sink.frameBuffer).
+        const rgb = shared?.subarray(i * n, (i + 1) * n) ?? imagesToRgb8(images, i, s.frameBuffer?.());
+        await s.writeFrame(rgb);
         frames++;
       }
     } catch (e) {
