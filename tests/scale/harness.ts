@@ -29,11 +29,24 @@ export interface FakeWorker {
   exited: Promise<void>;
 }
 
-export function startWorker(url: string, queueName: string, dataDir: string, name: string): FakeWorker {
+export function startWorker(
+  url: string,
+  queueName: string,
+  dataDir: string,
+  name: string,
+  timing: Partial<typeof TIMING> = {},
+): FakeWorker {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(here, 'fake-worker.ts')], {
     env: {
       ...process.env,
-      RDFLOW_FAKE_WORKER: JSON.stringify({ url, name: queueName, dataDir, worker: name, ...TIMING }),
+      RDFLOW_FAKE_WORKER: JSON.stringify({
+        url,
+        name: queueName,
+        dataDir,
+        worker: name,
+        ...TIMING,
+        ...timing,
+      }),
     },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
