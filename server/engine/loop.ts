@@ -260,6 +260,54 @@ async function keepCarried(st: RunState, next: readonly Ref[]): Promise<string[]
   return pins;
 }
 
+/** What one iteration hands the next: the carried refs, their disk pins, and their slots. */
+interface Carry {
+  refs: Ref[];
+  pins: string[];
+  /** Carried slots made in this loop (released by the iteration that stops carrying them). */
+  slots: Slot[];
+}
+
+/**
+ * Closes iteration `body`: keeps what it carries on (and checkpoints it), lets go of everything
+ * else it made or was carried, and announces the body nodes that came from the caches.
+ */
+async function closeIteration(
+  st: RunState,
+  f: LoopFrame,
+  body: Scope,
+  before: Carry,
+  firstScopeId: number,
+  checkpoints: LoopCheckpoints | undefined,
+): Promise<Carry> {
+  const refs = body.loopEndRefs ?? Array.from({ length: CARRIED }, () => undefinedRef);
+  const pins = await keepCarried(st, refs);
+  if (checkpoints) {
+    // The state the next iteration needs, saved before this iteration's values are let go.
+    await checkpoints.save(f.step.start, {
+      iteration: body.iteration!.position.iteration,
+      iterations: f.iterations,
+      clipSig: clipSignature(body),
+      carried: await Promise.all(refs.map((r) => resolveRef(st, r))),
+      carriedSigs: refs.map(refSig),
+      outputInputs: body.iteration?.capture ?? new Map(),
+    });
+  }
+  for (const sig of before.pins) st.store.unpin(sig);
+  for (const sig of body.pins) st.store.unpin(sig);
+  // Slots made during this loop (any of its iterations, inner loops included) have larger scope ids.
+  const slots = new Set(
+    refs.flatMap((r) => (r.kind === 'slot' && r.slot.owner >= firstScopeId ? [r.slot] : [])),
+  );
+  for (const s of [...body.slots, ...before.slots]) if (!slots.has(s)) st.store.release(s.cell);
+  st.store.endIteration([...slots].map((s) => s.cell));
+  const cached = body.slots.filter((s) => !s.cell.executed && s.owner === body.id).map((s) => s.cell.nodeId);
+  if (cached.length > 0) {
+    st.emit({ type: 'execution_cached', promptId: st.promptId, nodes: cached, timestamp: Date.now() });
+  }
+  return { refs, pins, slots: [...slots] };
+}
+
 export async function runLoop(st: RunState, scope: Scope, step: LoopStep, runBody: RunBody): Promise<void> {
   const startNode = st.graph.get(step.start)!;
   const iterations = await iterationCount(st, scope, step);
@@ -269,83 +317,48 @@ export async function runLoop(st: RunState, scope: Scope, step: LoopStep, runBod
     iterations,
     flowRef: { kind: 'literal', value: { loop: step.start }, sig: literalSignature(['flow', step.start]) },
   };
-  let carried: Ref[] = Array.from({ length: CARRIED }, (_, k) =>
+  const initial: Ref[] = Array.from({ length: CARRIED }, (_, k) =>
     inputRef(scope, startNode, `initial_value${k + 1}`),
   );
-  let carriedPins: string[] = [];
-  // Slots made during this loop (any of its iterations, inner loops included) have larger scope ids.
   const firstScopeId = st.scopeIds.next;
-  let carriedSlots: Slot[] = [];
-  const outputKeys = await bodyOutputKeys(st, f, carried);
+  const outputKeys = await bodyOutputKeys(st, f, initial);
   const skipOutputs = replayCachedOutputs(st, outputKeys);
   const loopUi = new Map<string, UiOutput>();
-  const endNode = st.graph.get(step.end)!;
   const carriedIds = new Set(
-    Object.entries(endNode.links).flatMap(([name, [src]]) => (name === 'flow' ? [] : [src])),
+    Object.entries(st.graph.get(step.end)!.links).flatMap(([name, [src]]) => (name === 'flow' ? [] : [src])),
   );
   // A loop whose writers are replayed from the cache (skipOutputs) gives them no frames to save: it
   // is not checkpointed, so it leaves an earlier checkpoint of the same prompt as it is.
   const checkpoints = st.checkpoints && isStream(f) && skipOutputs.size === 0 ? st.checkpoints : undefined;
+  let carry: Carry = { refs: initial, pins: [], slots: [] };
   let startAt = 0;
-  if (checkpoints) {
-    const saved = await checkpoints.load(step.start);
-    if (saved && saved.next > 0) {
-      const resumed = await resumeLoop(st, f, carried, saved, checkpoints, { skipOutputs, loopUi });
-      startAt = resumed.next;
-      carried = resumed.carried;
-    }
+  const saved = await checkpoints?.load(step.start);
+  if (checkpoints && saved && saved.next > 0) {
+    const resumed = await resumeLoop(st, f, initial, saved, checkpoints, { skipOutputs, loopUi });
+    startAt = resumed.next;
+    carry = { ...carry, refs: resumed.carried };
   }
 
   for (let c = startAt; c < iterations; c++) {
     st.signal.throwIfAborted();
     st.emit({ type: 'loop_iteration', promptId: st.promptId, node: step.start, iteration: c, iterations });
     const position = { iteration: c, iterations };
-    const body = iterationScope(st, scope, step.start, position, f.flowRef, carried, {
+    const body = iterationScope(st, scope, step.start, position, f.flowRef, carry.refs, {
       skipOutputs,
       loopUi,
       carriedIds,
       capture: checkpoints ? new Map() : undefined,
     });
     await runBody(body, step.body);
-
-    const next = body.loopEndRefs ?? Array.from({ length: CARRIED }, () => undefinedRef);
-    const nextPins = await keepCarried(st, next);
-    if (checkpoints) {
-      // The state the next iteration needs, saved before this iteration's values are let go.
-      await checkpoints.save(step.start, {
-        iteration: c,
-        iterations,
-        clipSig: clipSignature(body),
-        carried: await Promise.all(next.map((r) => resolveRef(st, r))),
-        carriedSigs: next.map(refSig),
-        outputInputs: body.iteration?.capture ?? new Map(),
-      });
-    }
-    for (const sig of carriedPins) st.store.unpin(sig);
-    for (const sig of body.pins) st.store.unpin(sig);
-    carriedPins = nextPins;
-    carried = next;
-    // Everything else this iteration (and the values it was carried) is let go now.
-    const nextSlots = new Set(
-      next.flatMap((r) => (r.kind === 'slot' && r.slot.owner >= firstScopeId ? [r.slot] : [])),
-    );
-    for (const s of [...body.slots, ...carriedSlots]) if (!nextSlots.has(s)) st.store.release(s.cell);
-    carriedSlots = [...nextSlots];
-    st.store.endIteration(carriedSlots.map((s) => s.cell));
-    const cached = body.slots
-      .filter((s) => !s.cell.executed && s.owner === body.id)
-      .map((s) => s.cell.nodeId);
-    if (cached.length > 0) {
-      st.emit({ type: 'execution_cached', promptId: st.promptId, nodes: cached, timestamp: Date.now() });
-    }
+    carry = await closeIteration(st, f, body, carry, firstScopeId, checkpoints);
   }
   for (const [id, key] of outputKeys) {
     if (!skipOutputs.has(id)) st.store.stage(key, { values: [], ui: loopUi.get(id) });
   }
-  scope.pins.push(...carriedPins);
+  scope.pins.push(...carry.pins);
   // The loop's results now belong to the enclosing scope, and are let go with it.
-  scope.slots.push(...carriedSlots);
+  scope.slots.push(...carry.slots);
   st.executed.add(step.start);
   st.executed.add(step.end);
-  scope.refs.set(step.end, carried);
+  scope.refs.set(step.end, carry.refs);
 }
