@@ -1,6 +1,11 @@
 // Validation reports every problem before anything runs, in ComfyUI's node_errors shape.
+import os from 'node:os';
 import { afterEach, describe, expect, test } from 'vitest';
+import { planPrompt } from '../../server/engine/plan.ts';
+import { createRegistry } from '../../server/engine/registry.ts';
 import type { ApiPrompt, ValidationResult } from '../../server/engine/types.ts';
+import { validatePrompt } from '../../server/engine/validate.ts';
+import { makeTestPaths, testNodes } from '../helpers/engine-nodes.ts';
 import { setupEngine } from './setup.ts';
 
 let t: ReturnType<typeof setupEngine>;
@@ -278,5 +283,38 @@ describe('graph structure errors', () => {
       '6': { class_type: 'TestCollect', inputs: { value: ['4', 0] } },
     });
     expect(errorsOf(r, '3')[0].message).toContain('neither loop is inside the other');
+  });
+});
+
+describe('validatePrompt on its own', () => {
+  const registry = createRegistry(testNodes);
+  const env = { paths: makeTestPaths(os.tmpdir()) };
+
+  test('gives the coerced graph to plan from, and leaves what it was given as it was', async () => {
+    const prompt: ApiPrompt = {
+      '1': { class_type: 'TestInt', inputs: { value: ' 42' } },
+      '2': { class_type: 'TestCollect', inputs: { value: ['1', 0] } },
+    };
+    const before = structuredClone(prompt);
+    const validated = await validatePrompt(prompt, registry, env);
+    expect(validated.result).toEqual({ ok: true, outputs: ['2'] });
+    expect(validated.graph?.get('1')?.literals).toEqual({ value: 42 });
+    expect(prompt).toEqual(before);
+    expect(planPrompt(validated.graph!, registry, ['2']).plan?.steps).toEqual([
+      { kind: 'node', id: '1' },
+      { kind: 'node', id: '2' },
+    ]);
+  });
+
+  test('the same prompt validates to the same result twice (no state kept between calls)', async () => {
+    const prompt: ApiPrompt = {
+      '1': { class_type: 'TestInt', inputs: { value: 'x' } },
+      '2': { class_type: 'TestCollect', inputs: { value: ['1', 0] } },
+      '3': { class_type: 'NoSuchNode', inputs: {} },
+    };
+    const first = await validatePrompt(prompt, registry, env);
+    expect(first.result.ok).toBe(false);
+    expect(first.graph).toBeUndefined();
+    expect((await validatePrompt(prompt, registry, env)).result).toEqual(first.result);
   });
 });
