@@ -34,21 +34,22 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function ping(port: number): Promise<boolean> {
+async function ping(port: number, password?: string): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.connect(port, '127.0.0.1');
     let got = '';
     s.setTimeout(500, () => s.destroy());
-    s.on('connect', () => s.write('PING\r\n'));
+    s.on('connect', () => s.write(password === undefined ? 'PING\r\n' : `AUTH ${password}\r\nPING\r\n`));
     s.on('data', (d) => {
       got += d.toString();
-      if (got.includes('\r\n')) {
+      // Done at PONG or at an error reply (with AUTH, +OK comes first).
+      if (got.includes('+PONG') || got.startsWith('-') || got.includes('\r\n-')) {
         s.end();
-        resolve(got.startsWith('+PONG'));
+        resolve(got.includes('+PONG'));
       }
     });
     s.on('error', () => resolve(false));
-    s.on('close', () => resolve(got.startsWith('+PONG')));
+    s.on('close', () => resolve(got.includes('+PONG')));
   });
 }
 
@@ -60,7 +61,7 @@ async function waitFor(check: () => Promise<boolean>, what: string, ms = 10_000)
   }
 }
 
-export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<TestRedis> {
+export async function startRedis(opts: { appendonly?: boolean; password?: string } = {}): Promise<TestRedis> {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-redis-'));
   const args = [
@@ -81,12 +82,13 @@ export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<T
     'no',
     '--logfile',
     path.join(dir, 'redis.log'),
+    ...(opts.password !== undefined ? ['--requirepass', opts.password] : []),
   ];
   let child: ChildProcess | undefined;
   const launch = async () => {
     child = spawn('redis-server', args, { stdio: 'ignore' });
     const c = child;
-    await waitFor(async () => c.exitCode === null && (await ping(port)), 'no PONG');
+    await waitFor(async () => c.exitCode === null && (await ping(port, opts.password)), 'no PONG');
   };
   const halt = async (signal: NodeJS.Signals) => {
     const c = child;
@@ -94,11 +96,11 @@ export async function startRedis(opts: { appendonly?: boolean } = {}): Promise<T
     const exited = new Promise((r) => c.once('exit', r));
     c.kill(signal);
     await exited;
-    await waitFor(async () => !(await ping(port)), 'still answers');
+    await waitFor(async () => !(await ping(port, opts.password)), 'still answers');
   };
   await launch();
   return {
-    url: `redis://127.0.0.1:${port}/0`,
+    url: `redis://${opts.password !== undefined ? `:${encodeURIComponent(opts.password)}@` : ''}127.0.0.1:${port}/0`,
     port,
     dir,
     async stop() {

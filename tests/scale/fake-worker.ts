@@ -85,6 +85,7 @@ async function runOne(item: QueueItem): Promise<void> {
       return;
     }
     fs.writeFileSync(ckpt, JSON.stringify({ done: step + 1 }));
+    if (step === from) queue.reportNode(id, 'clip');
     log(`step ${id} ${step + 1}`);
     bus.publish('progress', { value: step + 1, max: steps, prompt_id: id }, clientId, { droppable: true });
     bus.publishBinary(Buffer.from(`preview ${id} ${step + 1}`), clientId);

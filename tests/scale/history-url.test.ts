@@ -2,10 +2,11 @@
 // which must never let a password reach a log line or an error.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisHistory } from '../../server/api/redis/history.ts';
+import { createRedisQueue } from '../../server/api/redis/queue.ts';
 import { ioredisOptions, parseRedisUrl, redactRedisUrl, RedisUrlError } from '../../server/api/redis/url.ts';
 import type { HistoryEntry } from '../../server/api/queue.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
-import { noRedis } from './harness.ts';
+import { item, noRedis, until } from './harness.ts';
 
 const entry = (n: number): HistoryEntry => ({
   prompt: [n, `p${n}`, {}, {}, []],
@@ -95,5 +96,38 @@ describe('Redis URLs', () => {
     expect(redactRedisUrl(`connecting to redis://u:${secret}@h:1 and rediss://:x@y`)).toBe(
       'connecting to redis://***@h:1 and rediss://***@y',
     );
+  });
+});
+
+describe.skipIf(noRedis)('a Redis with a password', () => {
+  const secret = 'pa55-w0rd-never-logged';
+  let redis: TestRedis;
+  beforeAll(async () => {
+    redis = await startRedis({ password: secret });
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  it("is used with the URL's password, and a wrong one is reported without either", async () => {
+    const q = createRedisQueue({ url: redis.url, name: 'pw', worker: { blockSeconds: 0.2 } });
+    expect(q.redacted).toBe(`redis://:***@127.0.0.1:${redis.port}/0`);
+    await q.enqueue(item('x'));
+    expect((await q.next())?.promptId).toBe('x');
+    await q.complete('x');
+    await q.close();
+
+    const wrong = 'not-the-' + secret;
+    const logged: string[] = [];
+    const bad = createRedisQueue({
+      url: `redis://:${wrong}@127.0.0.1:${redis.port}/0`,
+      name: 'pw',
+      worker: { blockSeconds: 0.2, log: (m) => logged.push(m) },
+    });
+    void bad.next().catch((e: unknown) => logged.push(String(e)));
+    await until('an error logged', () => logged.length > 0);
+    await bad.close();
+    expect(logged.join('\n')).toMatch(/WRONGPASS|NOAUTH/);
+    expect(logged.join('\n')).not.toContain(secret);
   });
 });

@@ -96,6 +96,12 @@ describe.skipIf(noRedis)('workers on one Redis queue', () => {
     await untilEvent(dataDir, / step long1 1$/);
     await untilEvent(dataDir, / step long2 1$/);
     expect((await api.runningAll()).map((i) => i.promptId).sort()).toEqual(['long1', 'long2']);
+    // What a reconnecting client is told its prompt executes, whichever worker runs it.
+    const nodes = await until('both nodes reported', async () => {
+      const r = await api.runningNodes();
+      return r.every((x) => x.node === 'clip') && r;
+    });
+    expect(nodes.map((x) => x.item.promptId).sort()).toEqual(['long1', 'long2']);
 
     await bus.interrupt('long2');
     await untilEvent(dataDir, / interrupted long2$/);

@@ -141,8 +141,13 @@ export function createEventBus(opts: EventBusOptions): EventBus {
           sink.sendBinary(body, clientId);
           return;
         }
-        const { type, data } = JSON.parse(body.toString()) as { type: string; data: unknown };
-        sink.send(type, data, clientId, { droppable: (message[1]! & DROPPABLE) !== 0 });
+        let parsed: { type: string; data: unknown };
+        try {
+          parsed = JSON.parse(body.toString()) as { type: string; data: unknown };
+        } catch {
+          return; // Not ours (another program on the channel): nothing to forward.
+        }
+        sink.send(parsed.type, parsed.data, clientId, { droppable: (message[1]! & DROPPABLE) !== 0 });
       });
       await sub.subscribe(broadcast);
       return {
@@ -176,8 +181,13 @@ export function createEventBus(opts: EventBusOptions): EventBus {
       const sub = subscriber();
       sub.on('message', (channel: string, message: string) => {
         if (channel !== interruptChannel) return;
-        const id = (JSON.parse(message) as { prompt_id: string | null }).prompt_id;
-        listener(id ?? undefined);
+        let id: unknown;
+        try {
+          id = (JSON.parse(message) as { prompt_id?: unknown }).prompt_id;
+        } catch {
+          return;
+        }
+        if (id === null || typeof id === 'string') listener(id ?? undefined);
       });
       await sub.subscribe(interruptChannel);
       return () => void sub.quit().catch(() => sub.disconnect());

@@ -27,7 +27,7 @@
 // notice stop() in between. An API server with no worker never creates the blocking connection.
 import { Queue, UnrecoverableError, Worker, type Job, type JobType } from 'bullmq';
 import type { QueueItem, PromptQueue } from '../queue.ts';
-import { ioredisOptions, parseRedisUrl, type RedisTarget } from './url.ts';
+import { ioredisOptions, parseRedisUrl, redactRedisUrl, type RedisTarget } from './url.ts';
 
 /** What a job holds: the prompt, as the LMDB queue stores it. */
 export interface PromptJobData {
@@ -65,9 +65,17 @@ export interface RedisWorkerOptions {
 /** A worker failure's outcome: run again later, or failed for good (write its history now). */
 export type FailOutcome = 'retry' | 'failed';
 
+/** A running prompt and the node its worker reported last (for a client that reconnects). */
+export interface RunningPrompt {
+  item: QueueItem;
+  node: string | null;
+}
+
 export interface RedisPromptQueue extends PromptQueue {
   /** Every running prompt, of all workers (`running()` answers the first of these). */
   runningAll(): Promise<QueueItem[]>;
+  /** The same with the node each one executes now, as its worker reported it. */
+  runningNodes(): Promise<RunningPrompt[]>;
   /** The deployment's connection, password hidden: for logs and /system_stats. */
   readonly redacted: string;
   close(): Promise<void>;
@@ -82,6 +90,8 @@ export interface RedisWorkerQueue extends RedisPromptQueue {
    * it and write nothing. Undefined for a prompt this worker does not hold.
    */
   lockSignal(promptId: string): AbortSignal | undefined;
+  /** Records the node the held prompt executes now (one Redis write): see runningNodes(). */
+  reportNode(promptId: string, node: string | null): void;
   /** Whether `fail(promptId, error)` would retry (so the runner writes history only when not). */
   willRetry(promptId: string, error: Error, opts?: { unrecoverable?: boolean }): boolean;
   /** The held prompt failed for a worker reason: retried with backoff while tries are left. */
@@ -167,8 +177,17 @@ export function createRedisQueue(opts: RedisQueueOptions): RedisPromptQueue | Re
       return (await base.runningAll())[0];
     },
     async runningAll() {
+      return (await base.runningNodes()).map((r) => r.item);
+    },
+    async runningNodes() {
       const active = await queue.getJobs(['active'], 0, -1, true);
-      return active.filter((j) => j !== undefined).map((j) => itemOf(j));
+      return active
+        .filter((j) => j !== undefined)
+        .map((j) => {
+          const p = j.progress as { node?: unknown } | number;
+          const node = typeof p === 'object' && typeof p.node === 'string' ? p.node : null;
+          return { item: itemOf(j), node };
+        });
     },
     async pending() {
       return (await pendingJobs()).map((j) => j.data.item);
@@ -224,7 +243,7 @@ function withWorker(
     maxStalledCount: w.maxStalledCount ?? 1,
     drainDelay: w.blockSeconds ?? 5,
   });
-  worker.on('error', (err) => log(`queue worker: ${err.message}`));
+  worker.on('error', (err) => log(`queue worker: ${redactRedisUrl(err.message)}`));
   const token = worker.id;
   const held = new Map<string, Held>();
   const gaveUp = new Set<(item: QueueItem, reason: string) => void>();
@@ -246,7 +265,8 @@ function withWorker(
           log(`lost the lock of prompt ${item.promptId}: another worker may run it; stopping it here`);
           lost.abort(new Error(`The lock of prompt ${item.promptId} was lost.`));
         },
-        (err: unknown) => log(`could not renew the lock of prompt ${item.promptId}: ${String(err)}`),
+        (err: unknown) =>
+          log(`could not renew the lock of prompt ${item.promptId}: ${redactRedisUrl(String(err))}`),
       );
     }, lockDuration / 2);
     held.set(item.promptId, { job, lost, renew });
@@ -287,6 +307,10 @@ function withWorker(
     async complete(promptId) {
       const { job } = release(promptId);
       await job.moveToCompleted(null, token, false);
+    },
+    reportNode(promptId, node) {
+      const h = held.get(promptId);
+      h?.job.updateProgress({ node }).catch(() => undefined);
     },
     willRetry(promptId, error, o = {}) {
       const h = held.get(promptId);
