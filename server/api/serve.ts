@@ -190,27 +190,29 @@ export async function serve(settings: ServerSettings, parts: ServerParts): Promi
     engine.close();
     throw err;
   }
-  await runner.start();
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      await runner.stop();
+      hub.close();
+      wss.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      engine.close();
+    })();
+    return closing;
+  };
+  try {
+    await runner.start();
+  } catch (err) {
+    // The caller closes the queue it passed: nothing of the server may still use it then.
+    await close();
+    throw err;
+  }
   // Only once serving: a failure to start must still fail the process.
   installProcessHandlers(log);
   const urlHost = host.includes(':') ? `[${host}]` : host;
-
-  let closing: Promise<void> | undefined;
-  return {
-    url: `http://${urlHost}:${port}`,
-    port,
-    close() {
-      closing ??= (async () => {
-        await runner.stop();
-        hub.close();
-        wss.close();
-        await new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        });
-        engine.close();
-      })();
-      return closing;
-    },
-  };
+  return { url: `http://${urlHost}:${port}`, port, close };
 }
