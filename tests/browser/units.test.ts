@@ -317,6 +317,28 @@ describe('run state across reloads and other clients', () => {
     expect(state.phase).toBe('idle');
   });
 
+  it('a late GET /queue answer between the outcome and `executing: null` keeps the badges', () => {
+    // The server lists a prompt as running until `executing: null`, after its outcome message.
+    for (const outcome of [
+      { type: 'execution_success', data: { prompt_id: 'a' } },
+      { type: 'execution_interrupted', data: { prompt_id: 'a' } },
+      {
+        type: 'execution_error',
+        data: { prompt_id: 'a', node_id: '6', node_type: 'T', exception_message: 'x' },
+      },
+    ] as ServerMessage[]) {
+      const state = new RunState();
+      state.apply({ type: 'execution_start', data: { prompt_id: 'a' } });
+      state.apply({ type: 'execution_cached', data: { prompt_id: 'a', nodes: ['1', '2'] } });
+      state.apply(outcome);
+      const phase = state.phase;
+      expect(state.noticeRunning('a')).toBe(false);
+      state.apply({ type: 'executing', data: { prompt_id: 'a', node: null } });
+      expect(state.cached.size).toBe(2);
+      expect(state.phase).toBe(phase);
+    }
+  });
+
   it('the queue cannot stop a run this page follows by its own messages', () => {
     const state = new RunState();
     state.apply({ type: 'execution_start', data: { prompt_id: 'a' } });
