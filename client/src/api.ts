@@ -12,13 +12,10 @@ import type {
   QueueState,
   ServerMessage,
 } from './types.ts';
+import type { WorkflowEntry } from '../../server/protocol/index.ts';
 
 /** One entry of GET /workflows. */
-export interface WorkflowListEntry {
-  name: string;
-  format: 'api' | 'canvas';
-  title?: string;
-}
+export type WorkflowListEntry = WorkflowEntry;
 
 /** The server refused a prompt (400): its message and the per-node errors to draw. */
 export class PromptRejectedError extends Error {

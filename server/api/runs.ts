@@ -7,7 +7,7 @@
 // hash (output-only inputs left out), and continues one when the queued item asks for it.
 import crypto from 'node:crypto';
 import express, { type Request, type Router } from 'express';
-import type { ApiPrompt } from '../engine/types.ts';
+import type { ApiPrompt, PromptAccepted } from '../protocol/index.ts';
 import type { CheckpointStore } from '../runs/store.ts';
 import { HttpError } from './errors.ts';
 import type { HistoryStore, PromptQueue, QueueItem } from './queue.ts';
@@ -115,7 +115,8 @@ export function createRunsRouter(ctx: RunsContext): Router {
     });
     ctx.wake();
     ctx.queueChanged();
-    res.json({ prompt_id: promptId, number: item.number, node_errors: {} });
+    const accepted: PromptAccepted = { prompt_id: promptId, number: item.number, node_errors: {} };
+    res.json(accepted);
   });
 
   r.post('/runs/clear', json, (req, res) => {

@@ -4,15 +4,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { isCanvasWorkflow } from '../engine/index.ts';
+import type { WorkflowEntry } from '../protocol/index.ts';
 import { PathError, resolveExisting } from './paths.ts';
 
-export interface WorkflowEntry {
-  /** File name, as GET /workflows/:name takes it. */
-  name: string;
-  format: 'api' | 'canvas';
-  /** The canvas file's `extra.title` when it has one. */
-  title?: string;
-}
+export type { WorkflowEntry } from '../protocol/index.ts';
 
 /** A plain `*.json` name that is not hidden; anything else is not a workflow of this folder. */
 const WORKFLOW_NAME = /^[^./\\][^/\\]*\.json$/;

@@ -5,8 +5,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { WebSocket } from 'ws';
 import { startServer, type RunningServer, type ServerOptions } from '../../server/api/index.ts';
+import { serverMessageSchema } from '../../server/protocol/index.ts';
 import { serverTestNodes } from './fixtures/nodes.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..', '..');
@@ -80,6 +82,20 @@ export function wsUrl(httpUrl: string, clientId: string): string {
   return `${httpUrl.replace(/^http/, 'ws')}/ws?clientId=${encodeURIComponent(clientId)}`;
 }
 
+/**
+ * Every message a test receives is one of the protocol's, with no field the protocol does not
+ * name: a message that is not fails the test run (thrown where the socket delivers it).
+ */
+function checkProtocol(m: unknown): void {
+  const parsed = serverMessageSchema.safeParse(m);
+  if (!parsed.success) {
+    throw new Error(`WebSocket message outside the protocol: ${JSON.stringify(m)}: ${parsed.error.message}`);
+  }
+  if (!isDeepStrictEqual(parsed.data, m)) {
+    throw new Error(`WebSocket message with fields the protocol does not name: ${JSON.stringify(m)}`);
+  }
+}
+
 export async function connect(
   httpUrl: string,
   clientId: string,
@@ -98,6 +114,7 @@ export async function connect(
       return;
     }
     const m = JSON.parse(buf.toString('utf8')) as Message;
+    checkProtocol(m);
     messages.push(m);
     for (const w of [...waiters]) {
       if (w.pred(m)) {

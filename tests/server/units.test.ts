@@ -10,6 +10,13 @@ import { createHub, previewFrame } from '../../server/api/hub.ts';
 import { toWire } from '../../server/api/messages.ts';
 import type { HistoryEntry } from '../../server/api/queue.ts';
 import { openStore } from '../../server/api/store.ts';
+import type { EngineEvent } from '../../server/engine/types.ts';
+import {
+  HistoryEntrySchema,
+  queueStatus,
+  readerMessageSchema,
+  serverMessageSchema,
+} from '../../server/protocol/index.ts';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-store-'));
 const item = (promptId: string) => ({
@@ -73,6 +80,7 @@ describe('the LMDB prompt queue', () => {
     expect((await store.history.get('p5'))?.prompt[1]).toBe('p5');
     await store.history.delete(['p5']);
     expect(await store.history.get('p5')).toBeUndefined();
+    expect(HistoryEntrySchema.parse(await store.history.get('p6'))).toEqual(entry('p6'));
     await store.history.clear();
     expect(await store.history.list()).toEqual([]);
     await store.close();
@@ -116,6 +124,67 @@ describe('engine events on the wire', () => {
     ).toMatchObject({
       toAll: true,
     });
+  });
+
+  it('every event becomes a protocol message with exactly its fields, which the editor can read', () => {
+    const events: EngineEvent[] = [
+      { type: 'execution_start', promptId: 'p', timestamp: 1 },
+      { type: 'execution_cached', promptId: 'p', nodes: ['1'], timestamp: 2 },
+      { type: 'executing', promptId: 'p', node: '2', displayNode: '2' },
+      { type: 'progress', promptId: 'p', node: '2', value: 1, max: 4 },
+      { type: 'progress', promptId: 'p', node: '2', value: 1, max: 4, iteration: 0, iterations: 3 },
+      { type: 'loop_iteration', promptId: 'p', node: '5', iteration: 1, iterations: 3 },
+      {
+        type: 'executed',
+        promptId: 'p',
+        node: '8',
+        displayNode: '8',
+        output: { images: [{ filename: 'a' }] },
+      },
+      { type: 'execution_success', promptId: 'p', timestamp: 3 },
+      {
+        type: 'execution_error',
+        promptId: 'p',
+        nodeId: '3',
+        nodeType: 'X',
+        executed: ['1'],
+        exceptionMessage: 'm',
+        exceptionType: 'Error',
+        traceback: ['at x'],
+        currentInputs: { a: 1 },
+        currentOutputs: {},
+      },
+      { type: 'execution_interrupted', promptId: 'p', nodeId: '2', nodeType: 'X', executed: [] },
+    ];
+    for (const e of events) {
+      const w = toWire(e);
+      if (w.kind !== 'json') throw new Error(`${e.type} is not JSON`);
+      const message = JSON.parse(JSON.stringify({ type: w.type, data: w.data })) as unknown;
+      expect(serverMessageSchema.parse(message), e.type).toStrictEqual(message);
+      expect(readerMessageSchema.safeParse(message).success, e.type).toBe(true);
+    }
+    // Outside a loop, progress carries no loop fields at all.
+    const w = toWire(events[3]);
+    expect(w.kind === 'json' && Object.keys(w.data)).toEqual(['value', 'max', 'prompt_id', 'node']);
+  });
+
+  it('status carries the queue length, and the sid only for the socket it greets', () => {
+    expect(queueStatus(2)).toEqual({
+      type: 'status',
+      data: { status: { exec_info: { queue_remaining: 2 } } },
+    });
+    expect(queueStatus(0, 'c').data).toEqual({ status: { exec_info: { queue_remaining: 0 } }, sid: 'c' });
+    expect(serverMessageSchema.parse(queueStatus(0, 'c'))).toEqual(queueStatus(0, 'c'));
+  });
+
+  it('the editor reads a message with only the fields it acts on, and refuses one without them', () => {
+    expect(readerMessageSchema.safeParse({ type: 'execution_start', data: { prompt_id: 'p' } }).success).toBe(
+      true,
+    );
+    expect(readerMessageSchema.safeParse({ type: 'executing', data: { prompt_id: 'p' } }).success).toBe(
+      false,
+    );
+    expect(readerMessageSchema.safeParse({ type: 'crystools.monitor', data: {} }).success).toBe(false);
   });
 
   it('frames previews as ComfyUI does', () => {
