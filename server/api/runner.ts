@@ -324,50 +324,87 @@ interface Running {
   node?: string;
 }
 
+/**
+ * How the loop sleeps while nothing is queued: a ring (a prompt queued, a task asked for, stop)
+ * wakes it, and a ring that comes while it looks at the queue is not lost.
+ */
+function createDoorbell() {
+  let wakeUp: (() => void) | undefined;
+  let rung = false;
+  return {
+    ring(): void {
+      rung = true;
+      wakeUp?.();
+    },
+    /** Forgets earlier rings: called before looking at the queue. */
+    listen(): void {
+      rung = false;
+    },
+    /** Resolves at the next ring, or at once when one came since listen() or `ready()` holds. */
+    async sleep(ready: () => boolean): Promise<void> {
+      await new Promise<void>((resolve) => {
+        wakeUp = resolve;
+        if (rung || ready()) resolve();
+      });
+      wakeUp = undefined;
+    },
+  };
+}
+
+/** Tasks to run between prompts (POST /free), in the order asked; a failing one is logged. */
+function createIdleTasks(log: (message: string) => void) {
+  const tasks: (() => Promise<void>)[] = [];
+  return {
+    pending: () => tasks.length > 0,
+    /** Queues `task`; resolves once it ran, whether it failed or not. */
+    add(task: () => Promise<void> | void): Promise<void> {
+      return new Promise<void>((resolve) => {
+        tasks.push(async () => {
+          try {
+            await task();
+          } finally {
+            resolve();
+          }
+        });
+      });
+    },
+    async runAll(): Promise<void> {
+      while (tasks.length > 0) {
+        try {
+          await tasks.shift()!();
+        } catch (err) {
+          log(`idle task failed: ${String(err)}`);
+        }
+      }
+    },
+  };
+}
+
 export function createRunner(deps: RunnerDeps): Runner {
-  const { queue } = deps;
   let current: Running | undefined;
   let stopped = false;
-  let wakeUp: (() => void) | undefined;
-  let woken = false;
   let loopDone: Promise<void> | undefined;
-  const idleTasks: (() => Promise<void> | void)[] = [];
+  const bell = createDoorbell();
+  const idleTasks = createIdleTasks(deps.log);
 
-  const runIdleTasks = async () => {
-    while (idleTasks.length > 0) {
-      const task = idleTasks.shift()!;
-      try {
-        await task();
-      } catch (err) {
-        deps.log(`idle task failed: ${String(err)}`);
-      }
+  async function next(): Promise<QueueItem | undefined> {
+    try {
+      return await deps.queue.next();
+    } catch (err) {
+      deps.log(`queue.next failed: ${String(err)}`);
+      return undefined;
     }
-  };
-
-  /** Resolves when a prompt was queued, a task asked for, or the runner stops. */
-  const sleep = () =>
-    new Promise<void>((resolve) => {
-      wakeUp = resolve;
-      if (woken || idleTasks.length > 0) resolve();
-    }).then(() => {
-      wakeUp = undefined;
-    });
+  }
 
   async function loop(): Promise<void> {
     while (!stopped) {
       // Tasks asked for before this prompt was taken (POST /free) run before it.
-      await runIdleTasks();
-      // A wake-up that arrives while we look at the queue must not be lost.
-      woken = false;
-      let item: QueueItem | undefined;
-      try {
-        item = await queue.next();
-      } catch (err) {
-        deps.log(`queue.next failed: ${String(err)}`);
-      }
+      await idleTasks.runAll();
+      bell.listen();
+      const item = await next();
       if (!item) {
         if (stopped) break;
-        await sleep();
+        await bell.sleep(idleTasks.pending);
         continue;
       }
       const running: Running = (current = { item, controller: new AbortController() });
@@ -391,44 +428,28 @@ export function createRunner(deps: RunnerDeps): Runner {
       await settleCrashed(deps);
       loopDone = loop();
     },
-    wake() {
-      woken = true;
-      wakeUp?.();
-    },
+    wake: () => bell.ring(),
     interrupt(promptId) {
       if (!current) return false;
       if (promptId !== undefined && current.item.promptId !== promptId) return false;
       current.controller.abort(new Error('Interrupted'));
       return true;
     },
-    runningId() {
-      return current?.item.promptId;
-    },
+    runningId: () => current?.item.promptId,
     running() {
       return (
         current && { promptId: current.item.promptId, clientId: clientIdOf(current.item), node: current.node }
       );
     },
     whenIdle(task) {
-      return new Promise<void>((resolve) => {
-        idleTasks.push(async () => {
-          try {
-            await task();
-          } finally {
-            resolve();
-          }
-        });
-        if (!current) {
-          woken = true;
-          wakeUp?.();
-        }
-      });
+      const done = idleTasks.add(task);
+      if (!current) bell.ring();
+      return done;
     },
     async stop() {
       stopped = true;
       current?.controller.abort(new Error('Server shutting down'));
-      woken = true;
-      wakeUp?.();
+      bell.ring();
       await loopDone;
     },
   };
