@@ -5,7 +5,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { redisAvailable } from '../helpers/redis.ts';
+import { createEventBus, type EventBus } from '../../server/api/redis/bus.ts';
+import { createRedisQueue, type RedisPromptQueue } from '../../server/api/redis/queue.ts';
+import { redisAvailable, startRedis, type TestRedis } from '../helpers/redis.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
@@ -89,3 +91,45 @@ export const item = (promptId: string, extraData: Record<string, unknown> = {}) 
   extraData,
   outputs: [],
 });
+
+/** A real redis-server with an API side (queue + bus) and fake worker processes on it. */
+export interface Deployment {
+  redis: TestRedis;
+  dataDir: string;
+  api: RedisPromptQueue;
+  bus: EventBus;
+  workers: FakeWorker[];
+  /** Starts one more worker process and waits until it is ready. */
+  addWorker(name: string, timing?: Partial<typeof TIMING>): Promise<FakeWorker>;
+  stop(): Promise<void>;
+}
+
+export async function startDeployment(
+  name: string,
+  opts: { appendonly?: boolean; workers: string[]; timing?: Partial<typeof TIMING> },
+): Promise<Deployment> {
+  const redis = await startRedis({ appendonly: opts.appendonly });
+  const dataDir = tempDir();
+  const d: Deployment = {
+    redis,
+    dataDir,
+    api: createRedisQueue({ url: redis.url, name }),
+    bus: createEventBus({ url: redis.url, name }),
+    workers: [],
+    async addWorker(workerName, timing = opts.timing) {
+      const w = startWorker(redis.url, name, dataDir, workerName, timing);
+      d.workers.push(w);
+      await untilEvent(dataDir, new RegExp(`^${workerName} ready`));
+      return w;
+    },
+    async stop() {
+      await Promise.all(d.workers.map(stopWorker));
+      await d.api.close();
+      await d.bus.close();
+      await redis.stop();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+  await Promise.all(opts.workers.map((w) => d.addWorker(w)));
+  return d;
+}

@@ -3,47 +3,26 @@
 // worker process (blocking fetch, lock renewal, interrupt subscription) reconnect by themselves.
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEventBus, type EventBus } from '../../server/api/redis/bus.ts';
-import { createRedisQueue, type RedisPromptQueue } from '../../server/api/redis/queue.ts';
-import { startRedis, type TestRedis } from '../helpers/redis.ts';
-import {
-  item,
-  noRedis,
-  startWorker,
-  stopWorker,
-  tempDir,
-  until,
-  untilEvent,
-  type FakeWorker,
-} from './harness.ts';
+import { item, noRedis, until, untilEvent, type Deployment, startDeployment } from './harness.ts';
 
 describe.skipIf(noRedis)('a Redis restart', () => {
-  let redis: TestRedis;
-  let dataDir: string;
-  let api: RedisPromptQueue;
-  let bus: EventBus;
-  let worker: FakeWorker;
-  const name = 'restart';
+  let d: Deployment;
 
   beforeAll(async () => {
-    redis = await startRedis({ appendonly: true });
-    dataDir = tempDir();
-    api = createRedisQueue({ url: redis.url, name });
-    bus = createEventBus({ url: redis.url, name });
     // A lock that outlasts the restart: the running prompt stays with its worker.
-    worker = startWorker(redis.url, name, dataDir, 'W', { lockDuration: 10_000 });
-    await untilEvent(dataDir, /^W ready/);
+    d = await startDeployment('restart', {
+      appendonly: true,
+      workers: ['W'],
+      timing: { lockDuration: 10_000 },
+    });
   });
 
   afterAll(async () => {
-    if (worker) await stopWorker(worker);
-    await api?.close();
-    await bus?.close();
-    await redis?.stop();
-    if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+    await d?.stop();
   });
 
   it('keeps pending prompts, and every side reconnects by itself', async () => {
+    const { api, bus, redis, dataDir } = d;
     const got: string[] = [];
     const relay = await bus.relay({
       send: (type, data) => got.push(`${type} ${(data as { prompt_id: string }).prompt_id}`),

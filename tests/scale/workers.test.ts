@@ -4,20 +4,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createEventBus, type EventBus, type HubSink } from '../../server/api/redis/bus.ts';
-import { createRedisQueue, type RedisPromptQueue } from '../../server/api/redis/queue.ts';
-import { startRedis, type TestRedis } from '../helpers/redis.ts';
-import {
-  events,
-  item,
-  noRedis,
-  startWorker,
-  stopWorker,
-  tempDir,
-  until,
-  untilEvent,
-  type FakeWorker,
-} from './harness.ts';
+import { createEventBus, type HubSink } from '../../server/api/redis/bus.ts';
+import { events, item, noRedis, startDeployment, until, untilEvent, type Deployment } from './harness.ts';
 
 interface Received {
   json: { type: string; data: Record<string, unknown>; clientId: string | null | undefined }[];
@@ -38,32 +26,18 @@ function sink(): HubSink & Received {
 }
 
 describe.skipIf(noRedis)('workers on one Redis queue', () => {
-  let redis: TestRedis;
-  let dataDir: string;
-  let api: RedisPromptQueue;
-  let bus: EventBus;
-  const workers: FakeWorker[] = [];
-  const name = 'workers';
+  let d: Deployment;
 
   beforeAll(async () => {
-    redis = await startRedis();
-    dataDir = tempDir();
-    api = createRedisQueue({ url: redis.url, name });
-    bus = createEventBus({ url: redis.url, name });
-    workers.push(startWorker(redis.url, name, dataDir, 'A'), startWorker(redis.url, name, dataDir, 'B'));
-    await untilEvent(dataDir, /^A ready/);
-    await untilEvent(dataDir, /^B ready/);
+    d = await startDeployment('workers', { workers: ['A', 'B'] });
   });
 
   afterAll(async () => {
-    await Promise.all(workers.map(stopWorker));
-    await api?.close();
-    await bus?.close();
-    await redis?.stop();
-    if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
+    await d?.stop();
   });
 
   it('a worker killed -9 mid-job: another takes it over from its last clip and finishes it once', async () => {
+    const { api, dataDir, workers } = d;
     await api.enqueue(item('crash', { steps: 12 }));
     const started = await untilEvent(dataDir, /^[AB] start crash from 0/);
     const victim = workers.find((w) => w.name === started[0])!;
@@ -85,12 +59,12 @@ describe.skipIf(noRedis)('workers on one Redis queue', () => {
     expect(await api.remaining()).toBe(0);
 
     // The dead worker's place is taken, so the rest of the tests have two workers again.
-    const replacement = startWorker(redis.url, name, dataDir, 'C');
-    workers.splice(workers.indexOf(victim), 1, replacement);
-    await untilEvent(dataDir, /^C ready/);
+    workers.splice(workers.indexOf(victim), 1);
+    await d.addWorker('C');
   });
 
   it('/interrupt on any process stops the job on the worker that runs it; running shows all workers', async () => {
+    const { api, bus, dataDir } = d;
     await api.enqueue(item('long1', { steps: 200 }));
     await api.enqueue(item('long2', { steps: 200 }));
     await untilEvent(dataDir, / step long1 1$/);
@@ -112,10 +86,11 @@ describe.skipIf(noRedis)('workers on one Redis queue', () => {
   });
 
   it('each API server forwards only the events of its own clients, and broadcasts to all', async () => {
+    const { api, bus, dataDir, redis } = d;
     const one = sink();
     const two = sink();
     const relayOne = await bus.relay(one);
-    const busTwo = createEventBus({ url: redis.url, name });
+    const busTwo = createEventBus({ url: redis.url, name: 'workers' });
     const relayTwo = await busTwo.relay(two);
     await relayOne.watch('c1');
     await relayTwo.watch('c2');
