@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { ModelIO } from './io.ts';
-import type { OpenResult, Request, Response, WireSessionOptions, WireTensor } from './protocol.ts';
+import type { OpenResult, Request, Response, WireData, WireSessionOptions, WireTensor } from './protocol.ts';
 
 export const PROVIDERS = ['cpu', 'cuda', 'tensorrt', 'webgpu'] as const;
 export type Provider = (typeof PROVIDERS)[number];
@@ -74,6 +74,53 @@ export interface SessionPoolOptions {
   freeMemory?: () => number;
 }
 
+/**
+ * Shared memory the feeds of a call are copied into, reused from call to call: the worker reads
+ * them in place instead of receiving clones or moved buffers. A thread that allocates so little
+ * collects its garbage rarely, so every feed buffer that landed there (a UNet sample per step, the
+ * VAE's latent per clip) stayed in memory until then: tens of MiB over a long video.
+ */
+export class FeedStaging {
+  /** Free blocks by size (powers of two, so a block serves any feed of up to its size). */
+  private readonly free = new Map<number, SharedArrayBuffer[]>();
+
+  /** The feeds as views on staged copies, and a release() to call once the worker is done with them. */
+  stage(feeds: Record<string, WireTensor>): { feeds: Record<string, WireTensor>; release(): void } {
+    const taken: SharedArrayBuffer[] = [];
+    const staged: Record<string, WireTensor> = {};
+    for (const [name, t] of Object.entries(feeds)) {
+      const size = 2 ** Math.ceil(Math.log2(Math.max(t.data.byteLength, 64)));
+      const block = this.free.get(size)?.pop() ?? new SharedArrayBuffer(size);
+      taken.push(block);
+      const view = sameView(t.data, block);
+      view.set(t.data as never);
+      staged[name] = { type: t.type, dims: t.dims, data: view };
+    }
+    let released = false;
+    return {
+      feeds: staged,
+      release: () => {
+        if (released) return;
+        released = true;
+        for (const b of taken) {
+          let list = this.free.get(b.byteLength);
+          if (!list) this.free.set(b.byteLength, (list = []));
+          list.push(b);
+        }
+      },
+    };
+  }
+}
+
+/** A typed array of `data`'s kind and length over the start of `block`. */
+function sameView(data: WireData, block: SharedArrayBuffer): WireData {
+  const n = data.length;
+  if (data instanceof Float32Array) return new Float32Array(block, 0, n);
+  if (data instanceof Uint16Array) return new Uint16Array(block, 0, n);
+  if (data instanceof Int32Array) return new Int32Array(block, 0, n);
+  return new BigInt64Array(block, 0, n);
+}
+
 /** Sum of the sizes of the files in `file`'s folder: the model plus its external weights. */
 function folderBytes(file: string): number {
   const dir = path.dirname(file);
@@ -98,6 +145,7 @@ export class SessionPool {
   private created = 0;
   private serial = 0;
   private readonly freeMemory: () => number;
+  private readonly staging = new FeedStaging();
 
   constructor(opts: SessionPoolOptions = {}) {
     this.freeMemory = opts.freeMemory ?? os.freemem;
@@ -167,14 +215,18 @@ export class SessionPool {
   }
 
   /**
-   * Runs a session. `transfer`: feed buffers the caller gives up (made for this call), moved to
-   * the worker instead of copied. An abort rejects at once; the worker finishes the call unseen.
+   * Runs a session. The feeds are copied into shared memory the worker reads in place (see
+   * FeedStaging), so the caller's buffers stay intact; `transfer` (feed buffers the caller gives up)
+   * is accepted for callers that made them for this call, and needs no moving any more. Outputs
+   * come back as buffers moved from the worker, new each call: onnxruntime-node copies every output
+   * into a new ArrayBuffer even when given one to write into, so lent output buffers would only
+   * leave that copy behind in the worker. An abort rejects at once; the worker finishes the call unseen.
    */
   async run(
     session: OpenSession,
     feeds: Record<string, WireTensor>,
     fetches: readonly string[],
-    transfer: ArrayBuffer[] = [],
+    _transfer: ArrayBuffer[] = [],
     signal?: AbortSignal,
   ): Promise<Record<string, WireTensor>> {
     signal?.throwIfAborted();
@@ -192,7 +244,10 @@ export class SessionPool {
         s = await this.open(session.file, session.provider);
     }
     signal?.throwIfAborted();
-    const res = this.call({ op: 'run', key: s.key, feeds, fetches }, transfer);
+    const staged = this.staging.stage(feeds);
+    const res = this.call({ op: 'run', key: s.key, feeds: staged.feeds, fetches });
+    // Reused once the worker has answered (or is gone), not when an abort stops waiting for it.
+    res.then(staged.release, staged.release);
     if (!signal) return (await res) as Record<string, WireTensor>;
     return (await new Promise<unknown>((resolve, reject) => {
       const onAbort = () => reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'));

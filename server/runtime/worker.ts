@@ -38,6 +38,23 @@ async function open(
   return { inputs: specs(s.inputMetadata), outputs: specs(s.outputMetadata) };
 }
 
+/**
+ * Plain buffers the staged feeds are copied into for onnxruntime (which takes no shared memory),
+ * by type and length, reused by every call: this thread makes no garbage per call, which it would
+ * keep until one of its rare collections (see FeedStaging in sessions.ts).
+ */
+const feedBuffers = new Map<string, WireData[]>();
+
+function unshared(data: WireData, taken: Array<[string, WireData]>): WireData {
+  if (!(data.buffer instanceof SharedArrayBuffer)) return data;
+  const key = `${data.constructor.name}:${data.length}`;
+  const own =
+    feedBuffers.get(key)?.pop() ?? new (data.constructor as new (n: number) => WireData)(data.length);
+  own.set(data as never);
+  taken.push([key, own]);
+  return own;
+}
+
 function ownBuffer(data: WireData): WireData {
   return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : data.slice();
 }
@@ -50,8 +67,20 @@ async function run(
   const s = sessions.get(key);
   if (!s) throw new Error(`session ${key} is not open`);
   const inputs: Record<string, ort.Tensor> = {};
-  for (const [name, t] of Object.entries(feeds)) inputs[name] = new ort.Tensor(t.type, t.data, t.dims);
-  const out = await s.run(inputs, [...fetches]);
+  const taken: Array<[string, WireData]> = [];
+  let out: ort.InferenceSession.ReturnType;
+  try {
+    for (const [name, t] of Object.entries(feeds)) {
+      inputs[name] = new ort.Tensor(t.type, unshared(t.data, taken), t.dims);
+    }
+    out = await s.run(inputs, [...fetches]);
+  } finally {
+    for (const [key, b] of taken) {
+      let list = feedBuffers.get(key);
+      if (!list) feedBuffers.set(key, (list = []));
+      list.push(b);
+    }
+  }
   const result: Record<string, WireTensor> = {};
   for (const name of fetches) {
     const t = out[name];
