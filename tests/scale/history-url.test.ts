@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisHistory } from '../../server/api/redis/history.ts';
 import { createRedisQueue } from '../../server/api/redis/queue.ts';
+import { openRedisStore } from '../../server/api/redis/store.ts';
 import { ioredisOptions, parseRedisUrl, redactRedisUrl, RedisUrlError } from '../../server/api/redis/url.ts';
 import type { HistoryEntry } from '../../server/api/queue.ts';
 import { startRedis, type TestRedis } from '../helpers/redis.ts';
@@ -116,6 +117,15 @@ describe.skipIf(noRedis)('a Redis with a password', () => {
     expect((await q.next())?.promptId).toBe('x');
     await q.complete('x');
     await q.close();
+
+    // The whole store over the same URL: queue, history and bus share the name and prefix.
+    const store = openRedisStore({ url: redis.url, name: 'pw', historyLimit: 5 });
+    expect(store.redacted).toBe(q.redacted);
+    await store.history.put('x', entry(1));
+    expect(await store.history.get('x')).toEqual(entry(1));
+    expect(await store.bus.listeners('nobody')).toBe(0);
+    expect(await store.queue.remaining()).toBe(0);
+    await store.close();
 
     const wrong = 'not-the-' + secret;
     const logged: string[] = [];
