@@ -16,7 +16,7 @@ import { ComfyUIClient } from 'comfy-ui-client';
 import { WebSocket } from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allNodes } from '../../nodes/index.ts';
-import type { ApiPrompt } from '../../server/engine/types.ts';
+import type { ApiPrompt } from '../../server/protocol/index.ts';
 import { getRuntime } from '../../server/runtime/index.ts';
 import { makeTestModel } from '../helpers/models.ts';
 import { idsOf, readWorkflow, shrink } from '../pipeline/workflow.ts';

@@ -87,22 +87,23 @@ describe('the LMDB prompt queue', () => {
   });
 });
 
+/** Node 3 failed after node 1 ran. */
+const nodeFailed: EngineEvent = {
+  type: 'execution_error',
+  promptId: 'p',
+  nodeId: '3',
+  nodeType: 'X',
+  executed: ['1'],
+  exceptionMessage: 'm',
+  exceptionType: 'Error',
+  traceback: ['at x'],
+  currentInputs: { a: 1 },
+  currentOutputs: {},
+};
+
 describe('engine events on the wire', () => {
   it('uses snake_case fields and forwards the loop position', () => {
-    expect(
-      toWire({
-        type: 'execution_error',
-        promptId: 'p',
-        nodeId: '3',
-        nodeType: 'X',
-        executed: ['1'],
-        exceptionMessage: 'm',
-        exceptionType: 'Error',
-        traceback: [],
-        currentInputs: {},
-        currentOutputs: {},
-      }),
-    ).toMatchObject({
+    expect(toWire(nodeFailed)).toMatchObject({
       kind: 'json',
       type: 'execution_error',
       data: { prompt_id: 'p', node_id: '3', node_type: 'X', exception_message: 'm', exception_type: 'Error' },
@@ -142,18 +143,7 @@ describe('engine events on the wire', () => {
         output: { images: [{ filename: 'a' }] },
       },
       { type: 'execution_success', promptId: 'p', timestamp: 3 },
-      {
-        type: 'execution_error',
-        promptId: 'p',
-        nodeId: '3',
-        nodeType: 'X',
-        executed: ['1'],
-        exceptionMessage: 'm',
-        exceptionType: 'Error',
-        traceback: ['at x'],
-        currentInputs: { a: 1 },
-        currentOutputs: {},
-      },
+      nodeFailed,
       { type: 'execution_interrupted', promptId: 'p', nodeId: '2', nodeType: 'X', executed: [] },
     ];
     for (const e of events) {
