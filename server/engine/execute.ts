@@ -43,9 +43,8 @@ export interface ExecuteOptions {
 async function runOutputNode(st: RunState, scope: Scope, slot: Slot): Promise<void> {
   if (scope.iteration?.skipOutputs?.has(slot.cell.nodeId)) return;
   if (!slot.cell.inBody) {
-    const hit = st.store.cached(slot.cell.sig);
+    const hit = st.store.replay(slot.cell);
     if (hit) {
-      slot.cell.values = hit.values;
       if (hit.ui && Object.keys(hit.ui).length > 0) showUi(st, slot.cell.nodeId, hit.ui);
       return;
     }

@@ -36,8 +36,10 @@ export interface ValueStore {
   cell(init: Pick<ValueCell, 'nodeId' | 'sig' | 'inBody' | 'outputNode' | 'keep'>): ValueCell;
   /** What the cell holds, else its cached values (then held by it), else undefined. */
   get(cell: ValueCell): unknown[] | undefined;
-  /** A node's cache entry outside loops (an unchanged output node's UI, a whole loop's writers). */
+  /** A cache entry by signature (a whole loop's output nodes, see loop.ts). */
   cached(sig: string): CacheEntry | undefined;
+  /** An unchanged node's cache entry (its UI shown again); its values are then held by the cell. */
+  replay(cell: ValueCell): CacheEntry | undefined;
   /** Whether a node outside loops is cached (for execution_cached, before anything runs). */
   isCached(sig: string): boolean;
   /**
@@ -132,6 +134,11 @@ export function createValueStore(opts: {
       return hit;
     },
     cached: (sig) => memory.get(sig),
+    replay(cell) {
+      const hit = memory.get(cell.sig);
+      if (hit) hold(cell, hit.values);
+      return hit;
+    },
     isCached: (sig) => memory.has(sig),
     put(cell, values, ui) {
       hold(cell, values);
