@@ -3,7 +3,7 @@
 import { defineNode, input, output } from '../server/engine/define.ts';
 import type { VaeDecoderModel } from '../server/runtime/types.ts';
 import type { Tensor } from '../server/core/tensor-type.ts';
-import { frameStrip } from '../server/runtime/video/index.ts';
+import { previewStrip } from '../server/runtime/video/index.ts';
 import { requireTensor } from './checks.ts';
 import { clipCosts, shapeOf } from './limits.ts';
 
@@ -41,7 +41,7 @@ export const vaeDecodeNode = defineNode({
     const previous = ctx.recycled?.()?.[0] as Tensor | undefined;
     const images = await vae.decode(latent, frames_per_batch ?? 8, ctx.signal, previous?.data);
     // Encoding the strip costs milliseconds per clip: only when the host shows previews.
-    if (ctx.previews !== false) ctx.preview({ format: 'png', data: frameStrip(images) });
+    if (ctx.previews !== false) ctx.preview({ format: 'png', data: previewStrip(images) });
     return { outputs: [images] };
   },
 });

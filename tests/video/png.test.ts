@@ -3,7 +3,7 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { encodePng, frameStrip, imagesToRgb8 } from '../../server/runtime/video/index.ts';
+import { encodePng, frameStrip, imagesToRgb8, previewStrip } from '../../server/runtime/video/index.ts';
 import { probe } from '../helpers/ffprobe.ts';
 import { decodeFrameRgb, decodePng, movingFrames, tempDir } from './helpers.ts';
 
@@ -51,6 +51,22 @@ describe('imagesToRgb8', () => {
     const t = movingFrames(2, 4, 4);
     expect(() => imagesToRgb8(t, 2)).toThrow(/frame 2 is out of range: the images have 2 frame/);
     expect(() => imagesToRgb8({ data: new Float32Array(16), shape: [1, 4, 4] }, 0)).toThrow(/\[F, H, W, 3\]/);
+  });
+});
+
+describe('previewStrip', () => {
+  it('has the pixels of the default frame strip, deflated at a faster level', () => {
+    const t = movingFrames(16, 16, 24);
+    const preview = decodePng(previewStrip(t));
+    const strip = decodePng(frameStrip(t));
+    expect([preview.width, preview.height]).toEqual([strip.width, strip.height]);
+    expect(Buffer.from(preview.rgb).equals(Buffer.from(strip.rgb))).toBe(true);
+  });
+
+  it('encodePng gives the same pixels at every zlib level', () => {
+    const rgb = randomRgb(5 * 3 * 3, 7);
+    for (const level of [0, 1, 9])
+      expect(Array.from(decodePng(encodePng(rgb, 5, 3, level)).rgb)).toEqual(Array.from(rgb));
   });
 });
 

@@ -16,7 +16,7 @@ import { sharedRgb8 } from './rgb-codec.ts';
 
 export { ffmpegPath, ffprobePath, FfmpegMissingError } from './ffmpeg.ts';
 export { FfmpegError } from './ffmpeg-pipe.ts';
-export { encodePng, imagesToRgb8, frameStrip, frameStripRgb, spreadFrames } from './png.ts';
+export { encodePng, imagesToRgb8, frameStrip, frameStripRgb, previewStrip, spreadFrames } from './png.ts';
 export { resolveOutputPath, checkFilenamePrefix, OutputPathError, type OutputTarget } from './paths.ts';
 export { gifDelayCs } from './gif-js.ts';
 
