@@ -4,14 +4,14 @@
 // in the data dir, which it then also closes. serve.ts runs the server over them.
 // An assembly point, like server/cli.ts: the one module of server/api/ that may import nodes/.
 import type { AnyNodeDef } from '../engine/define.ts';
-import { getRuntime, type ModelRuntime } from '../runtime/index.ts';
+import { getRuntime } from '../runtime/index.ts';
 import {
   confinedModelNames,
   loadVideoModelNode,
   loadVideoModelNodeForServer,
 } from '../../nodes/load-video-model.ts';
 import type { HistoryStore, PromptQueue } from './queue.ts';
-import { serve, type RunningServer } from './serve.ts';
+import { serve, type RunningServer, type ServerParts } from './serve.ts';
 import { resolveSettings, type ServeOptions } from './settings.ts';
 import { openStore } from './store.ts';
 
@@ -23,8 +23,8 @@ export { CRASHED_AGAIN_MESSAGE, CRASHED_MESSAGE } from './runner.ts';
 export interface ServerOptions extends ServeOptions {
   /** Node types; default every node rdflow ships (nodes/index.ts). */
   nodes?: readonly AnyNodeDef[];
-  /** Loads the models prompts name; default the process's runtime. */
-  runtime?: ModelRuntime;
+  /** Loads the models prompts name (lent to nodes, released by POST /free); default the process's runtime. */
+  runtime?: ServerParts['models'];
   /**
    * The prompt queue and history, both or neither; left open by close(). Default the embedded
    * LMDB store in the data dir, opened here and closed by close().
