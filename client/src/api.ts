@@ -1,6 +1,6 @@
 // HTTP and WebSocket client for the server protocol (api.md). Every route is requested under
 // `api/` relative to the page, so the editor works whether it is served at `/` or under a prefix.
-import { isMessageType, readerMessageSchema } from '../../server/protocol/index.ts';
+import { isMessageType, readerMessageSchema, type WorkflowEntry } from '../../server/protocol/index.ts';
 import type {
   ApiPrompt,
   FileRef,
@@ -12,7 +12,6 @@ import type {
   QueueState,
   ServerMessage,
 } from './types.ts';
-import type { WorkflowEntry } from '../../server/protocol/index.ts';
 
 /** One entry of GET /workflows. */
 export type WorkflowListEntry = WorkflowEntry;

@@ -97,35 +97,11 @@ export const ExecutionInterruptedDataSchema = z.object({
   executed: z.array(z.string()),
 });
 
-/** Each message's data by its type: the one table the schemas, types and constructors come from. */
-const dataSchemas = {
-  status: StatusDataSchema,
-  execution_start: ExecutionStartDataSchema,
-  execution_cached: ExecutionCachedDataSchema,
-  executing: ExecutingDataSchema,
-  progress: ProgressDataSchema,
-  iteration: IterationDataSchema,
-  executed: ExecutedDataSchema,
-  clip_written: ClipWrittenDataSchema,
-  execution_success: ExecutionSuccessDataSchema,
-  execution_error: ExecutionErrorDataSchema,
-  execution_interrupted: ExecutionInterruptedDataSchema,
-} as const;
-
-type DataSchemas = typeof dataSchemas;
-export type MessageType = keyof DataSchemas;
-export type MessageData<T extends MessageType> = z.infer<DataSchemas[T]>;
-/** One message as it goes on the wire: `{type, data}`. */
-export type Message<T extends MessageType> = { type: T; data: MessageData<T> };
-export type ServerMessage = { [T in MessageType]: Message<T> }[MessageType];
-
-export const MESSAGE_TYPES = Object.keys(dataSchemas) as MessageType[];
-
-function messageSchema<T extends MessageType, D extends z.ZodType>(type: T, data: D) {
+function messageSchema<T extends string, D extends z.ZodType>(type: T, data: D) {
   return z.object({ type: z.literal(type), data });
 }
 
-/** Every message exactly as the server sends it. */
+/** Every message exactly as the server sends it: the one list the types and constructors come from. */
 export const serverMessageSchema = z.discriminatedUnion('type', [
   messageSchema('status', StatusDataSchema),
   messageSchema('execution_start', ExecutionStartDataSchema),
@@ -139,6 +115,12 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
   messageSchema('execution_error', ExecutionErrorDataSchema),
   messageSchema('execution_interrupted', ExecutionInterruptedDataSchema),
 ]);
+
+export type ServerMessage = z.infer<typeof serverMessageSchema>;
+export type MessageType = ServerMessage['type'];
+export type MessageData<T extends MessageType> = Extract<ServerMessage, { type: T }>['data'];
+/** One message as it goes on the wire: `{type, data}`. */
+export type Message<T extends MessageType> = { type: T; data: MessageData<T> };
 
 /**
  * Every message as a reader needs it: only the fields it acts on are required, the rest may be
@@ -174,9 +156,13 @@ export const readerMessageSchema = z.discriminatedUnion('type', [
 ]);
 export type ReaderMessage = z.infer<typeof readerMessageSchema>;
 
+const MESSAGE_TYPES: ReadonlySet<string> = new Set(
+  serverMessageSchema.options.map((o) => o.shape.type.value),
+);
+
 /** Whether `type` names a message of this protocol (others are ignored by readers). */
 export function isMessageType(type: unknown): type is MessageType {
-  return typeof type === 'string' && Object.hasOwn(dataSchemas, type);
+  return typeof type === 'string' && MESSAGE_TYPES.has(type);
 }
 
 function constructor<T extends MessageType>(type: T): (data: MessageData<T>) => Message<T> {
