@@ -4,6 +4,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encodePng, frameStrip, imagesToRgb8, previewStrip } from '../../server/runtime/video/index.ts';
+import { encodePngParts } from '../../server/runtime/video/png.ts';
 import { probe } from '../helpers/ffprobe.ts';
 import { decodeFrameRgb, decodePng, movingFrames, tempDir } from './helpers.ts';
 
@@ -61,6 +62,16 @@ describe('previewStrip', () => {
     const strip = decodePng(frameStrip(t));
     expect([preview.width, preview.height]).toEqual([strip.width, strip.height]);
     expect(Buffer.from(preview.rgb).equals(Buffer.from(strip.rgb))).toBe(true);
+  });
+
+  it('encodePngParts joined are encodePng, with a reused scanline buffer too', () => {
+    const raw = new Uint8Array((4 * 3 + 1) * 3);
+    for (const seed of [1, 2]) {
+      const rgb = randomRgb(4 * 3 * 3, seed);
+      const joined = Buffer.concat(encodePngParts(rgb, 4, 3, 6, raw));
+      expect(joined.equals(Buffer.from(encodePng(rgb, 4, 3)))).toBe(true);
+    }
+    expect(() => encodePngParts(randomRgb(36, 3), 4, 3, 6, new Uint8Array(5))).toThrow(/needs 39/);
   });
 
   it('encodePng gives the same pixels at every zlib level', () => {

@@ -10,7 +10,7 @@ import type { Tensor } from '../../core/tensor-type.ts';
 import { ffmpegEncoders, ffmpegPath, tryFfmpegPath } from './ffmpeg.ts';
 import { startFfmpeg, type FfmpegPipe } from './ffmpeg-pipe.ts';
 import { openGifJs, type GifJsWriter } from './gif-js.ts';
-import { encodePng, imageDims, imagesToRgb8 } from './png.ts';
+import { encodePngParts, imageDims, imagesToRgb8 } from './png.ts';
 import type { OutputTarget } from './paths.ts';
 import { sharedRgb8 } from './rgb-codec.ts';
 
@@ -219,8 +219,10 @@ function pngFramePath(finalPath: string, i: number): string {
 
 function pngSink(finalPath: string, tag: string, w: number, h: number): Sink {
   const files: Array<[string, string]> = [];
-  // encodePng reads the frame before writeFrame awaits anything: one buffer serves every frame.
+  // encodePngParts reads the frame before writeFrame awaits anything: one buffer serves every
+  // frame, one more its filtered scanlines; the parts are written as they are, not joined.
   const frame = new Uint8Array(w * h * 3);
+  const scanlines = new Uint8Array((w * 3 + 1) * h);
   return {
     files,
     frameBuffer: () => frame,
@@ -228,7 +230,7 @@ function pngSink(finalPath: string, tag: string, w: number, h: number): Sink {
       const final = pngFramePath(finalPath, files.length);
       const tmp = tempName(final, tag);
       files.push([tmp, final]);
-      await writeFile(tmp, encodePng(rgb, w, h));
+      await writeFile(tmp, encodePngParts(rgb, w, h, 6, scanlines));
     },
     finish: async () => {},
     kill: async () => {},

@@ -4,15 +4,17 @@ import type { Tensor } from '../../core/tensor-type.ts';
 
 const SIGNATURE = Uint8Array.of(0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a);
 
-function chunk(type: string, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(12 + data.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, data.length);
-  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
-  out.set(data, 8);
-  // The CRC covers the chunk type and data, not the length.
-  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
-  return out;
+/**
+ * One chunk as [length + type, data, CRC]: the data is not copied (an IDAT is most of the file).
+ * The CRC covers the chunk type and data, not the length.
+ */
+function chunk(type: string, data: Uint8Array): Uint8Array[] {
+  const head = new Uint8Array(8);
+  new DataView(head.buffer).setUint32(0, data.length);
+  for (let i = 0; i < 4; i++) head[4 + i] = type.charCodeAt(i);
+  const crc = new Uint8Array(4);
+  new DataView(crc.buffer).setUint32(0, crc32(data, crc32(head.subarray(4))));
+  return [head, data, crc];
 }
 
 /**
@@ -21,6 +23,29 @@ function chunk(type: string, data: Uint8Array): Uint8Array {
  * default balance) unless told; the pixels are the same at any level.
  */
 export function encodePng(rgb: Uint8Array, width: number, height: number, level = 6): Uint8Array {
+  const parts = encodePngParts(rgb, width, height, level);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/**
+ * encodePng's bytes as the parts of the file in order, for writing without joining them: a
+ * writer of many frames makes only the compressed data per frame. `raw`: a buffer of
+ * (width·3 + 1)·height bytes to filter the scanlines in, reused from frame to frame; made when
+ * absent. The pixels are read before this returns.
+ */
+export function encodePngParts(
+  rgb: Uint8Array,
+  width: number,
+  height: number,
+  level = 6,
+  raw?: Uint8Array,
+): Uint8Array[] {
   if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
     throw new Error(`encodePng: invalid size ${width}x${height}`);
   }
@@ -30,13 +55,18 @@ export function encodePng(rgb: Uint8Array, width: number, height: number, level 
       `encodePng: expected ${stride * height} bytes for ${width}x${height} RGB, got ${rgb.length}`,
     );
   }
-  const raw = new Uint8Array((stride + 1) * height);
+  const filtered = raw ?? new Uint8Array((stride + 1) * height);
+  if (filtered.length !== (stride + 1) * height) {
+    throw new Error(
+      `encodePng: scanline buffer has ${filtered.length} bytes, needs ${(stride + 1) * height}`,
+    );
+  }
   for (let y = 0; y < height; y++) {
     const src = y * stride;
     const dst = y * (stride + 1);
-    raw[dst] = 1; // filter type Sub: each byte minus the same channel of the pixel to its left
+    filtered[dst] = 1; // filter type Sub: each byte minus the same channel of the pixel to its left
     for (let x = 0; x < stride; x++) {
-      raw[dst + 1 + x] = (rgb[src + x] - (x >= 3 ? rgb[src + x - 3] : 0)) & 0xff;
+      filtered[dst + 1 + x] = (rgb[src + x] - (x >= 3 ? rgb[src + x - 3] : 0)) & 0xff;
     }
   }
   const ihdr = new Uint8Array(13);
@@ -46,15 +76,8 @@ export function encodePng(rgb: Uint8Array, width: number, height: number, level 
   ihdr[8] = 8; // bit depth
   ihdr[9] = 2; // colour type: truecolour RGB
   // compression, filter method, interlace: all 0
-  const idat = deflateSync(raw, { level });
-  const parts = [SIGNATURE, chunk('IHDR', ihdr), chunk('IDAT', idat), chunk('IEND', new Uint8Array(0))];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  const idat = deflateSync(filtered, { level });
+  return [SIGNATURE, ...chunk('IHDR', ihdr), ...chunk('IDAT', idat), ...chunk('IEND', new Uint8Array(0))];
 }
 
 /** Checks that `images` is an IMAGE tensor [F, H, W, 3] and returns its dimensions. */
