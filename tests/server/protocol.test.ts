@@ -4,6 +4,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  FileRefSchema,
+  HistorySchema,
+  ObjectInfoSchema,
+  QueueStateSchema,
+} from '../../server/protocol/index.ts';
+import {
   connect,
   isDone,
   request,
@@ -64,19 +70,13 @@ describe('a prompt through /prompt, the WebSocket and /history', () => {
 
     // History is written before `executing null`, so it is there the moment the client sees it.
     const hist = await request(`${server.url}/history/${prompt_id}`);
-    const entry = (
-      hist.body as Record<string, { outputs: Record<string, { images: { filename: string }[] }> }>
-    )[prompt_id] as unknown as {
-      prompt: unknown[];
-      outputs: Record<string, { images: { filename: string; subfolder: string; type: string }[] }>;
-      status: { status_str: string; completed: boolean; messages: [string, unknown][] };
-    };
+    const entry = HistorySchema.parse(hist.body)[prompt_id];
     expect(entry.status.status_str).toBe('success');
     expect(entry.status.completed).toBe(true);
     expect(entry.status.messages.map(([t]) => t)).toContain('execution_success');
     expect(entry.prompt[1]).toBe(prompt_id);
     expect(entry.prompt[4]).toEqual(['3']);
-    const image = entry.outputs['3'].images[0];
+    const image = FileRefSchema.parse(entry.outputs['3'].images[0]);
     expect(image).toEqual({ filename: 'order.txt', subfolder: '', type: 'output' });
 
     const file = await fetch(
@@ -107,8 +107,12 @@ describe('a prompt through /prompt, the WebSocket and /history', () => {
     const b = await request(`${server.url}/object_info/TestInt`);
     expect(a.status).toBe(200);
     expect(a.body).toEqual(b.body);
-    const info = (a.body as Record<string, { input: { required: Record<string, unknown[]> } }>).TestInt;
-    expect(info.input.required.value[0]).toBe('INT');
+    // Every node type fits the protocol the editor reads /object_info with.
+    expect(Object.keys(ObjectInfoSchema.parse((await request(`${server.url}/object_info`)).body))).toContain(
+      'TestInt',
+    );
+    const info = ObjectInfoSchema.parse(a.body).TestInt;
+    expect(info.input.required?.value[0]).toBe('INT');
     expect((await request(`${server.url}/api/prompt`)).body).toEqual({ exec_info: { queue_remaining: 0 } });
     const ws = await connect(server.url.replace(/$/, '/api'), 'api-ws');
     expect(ws.messages[0]).toEqual({
@@ -211,10 +215,7 @@ describe('formats and queue order', () => {
     const a = await queuePrompt(slowPrompt(101), { client_id: 'order2' });
     const b = await queuePrompt(slowPrompt(102), { client_id: 'order2' });
     const c = await queuePrompt(slowPrompt(103), { client_id: 'order2', front: true });
-    const q = (await request(`${server.url}/queue`)).body as {
-      queue_running: unknown[][];
-      queue_pending: unknown[][];
-    };
+    const q = QueueStateSchema.parse((await request(`${server.url}/queue`)).body);
     expect(q.queue_running.map((t) => t[1])).toEqual([blocker.prompt_id]);
     expect(q.queue_pending.map((t) => t[1])).toEqual([c.prompt_id, a.prompt_id, b.prompt_id]);
     await ws.waitFor(isDone(b.prompt_id));
