@@ -10,9 +10,12 @@ import { createHub, previewFrame } from '../../server/api/hub.ts';
 import { toWire } from '../../server/api/messages.ts';
 import type { HistoryEntry } from '../../server/api/queue.ts';
 import { openStore } from '../../server/api/store.ts';
+import { allNodes } from '../../nodes/index.ts';
+import { createRegistry } from '../../server/engine/index.ts';
 import type { EngineEvent } from '../../server/engine/types.ts';
 import {
   HistoryEntrySchema,
+  ObjectInfoSchema,
   queueStatus,
   readerMessageSchema,
   serverMessageSchema,
@@ -175,6 +178,13 @@ describe('engine events on the wire', () => {
       false,
     );
     expect(readerMessageSchema.safeParse({ type: 'crystools.monitor', data: {} }).success).toBe(false);
+  });
+
+  it("every shipped node type's /object_info entry fits the protocol the editor reads", () => {
+    const dir = tmp();
+    const paths = { output: dir, input: dir, temp: dir, models: path.join(dir, 'models') };
+    const info = createRegistry(allNodes).objectInfo({ paths });
+    expect(Object.keys(ObjectInfoSchema.parse(info))).toEqual(allNodes.map((n) => n.name));
   });
 
   it('frames previews as ComfyUI does', () => {
