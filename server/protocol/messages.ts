@@ -169,8 +169,7 @@ function constructor<T extends MessageType>(type: T): (data: MessageData<T>) => 
   return (data) => ({ type, data });
 }
 
-// One constructor per message: the only way the server builds one.
-export const status = constructor('status');
+// One constructor per message (`progress` and `queueStatus` below): the only way the server builds one.
 export const executionStart = constructor('execution_start');
 export const executionCached = constructor('execution_cached');
 export const executing = constructor('executing');
@@ -196,8 +195,7 @@ export function progress(data: MessageData<'progress'>): Message<'progress'> {
 
 /** `status` with the queue's length, to everyone, or to one socket with its `sid`. */
 export function queueStatus(queueRemaining: number, sid?: string): Message<'status'> {
-  return status({
-    status: { exec_info: { queue_remaining: queueRemaining } },
-    ...(sid !== undefined ? { sid } : {}),
-  });
+  const data: MessageData<'status'> = { status: { exec_info: { queue_remaining: queueRemaining } } };
+  if (sid !== undefined) data.sid = sid;
+  return { type: 'status', data };
 }
