@@ -131,7 +131,12 @@ export type SendJson = (
   droppable?: boolean,
 ) => void;
 
-const TERMINAL = new Set(['execution_success', 'execution_error', 'execution_interrupted']);
+/** The messages that end a prompt (before the final `executing {node: null}`). */
+export const TERMINAL_MESSAGE_TYPES: ReadonlySet<string> = new Set<MessageType>([
+  'execution_success',
+  'execution_error',
+  'execution_interrupted',
+]);
 
 /**
  * Shapes one prompt's JSON messages into the flow ComfyUI clients rely on (ComfyUI's execution.py
@@ -213,7 +218,7 @@ export function promptFlow(send: SendJson): SendJson {
         }
       }
       return;
-    } else if (TERMINAL.has(type)) {
+    } else if (TERMINAL_MESSAGE_TYPES.has(type)) {
       flush();
     }
     send(type, data, toAll, droppable);

@@ -17,6 +17,7 @@ import {
   HISTORY_MESSAGE_TYPES,
   previewsWanted,
   promptFlow,
+  TERMINAL_MESSAGE_TYPES,
   toWire,
   type SendJson,
 } from './messages.ts';
@@ -181,8 +182,7 @@ function promptChannel(hub: Hub, clientId: string | null) {
   // Every message of the prompt passes the flow: one execution_cached, one executed per node.
   const flow: SendJson = promptFlow((type, data, toAll = false, droppable = false) => {
     if (HISTORY_MESSAGE_TYPES.has(type)) messages.push([type, data]);
-    if (type === 'execution_success' || type === 'execution_error' || type === 'execution_interrupted')
-      ended = true;
+    if (TERMINAL_MESSAGE_TYPES.has(type)) ended = true;
     hub.send(type, data, toAll ? null : clientId, { droppable });
   });
   return {
