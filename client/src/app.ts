@@ -17,7 +17,7 @@ import {
   canvasToApi,
   objectInfoLookup,
   type CanvasWorkflow,
-} from '../../server/engine/canvas.ts';
+} from '../../server/protocol/canvas.ts';
 import { createGraphDocument, openStartupWorkflow } from './graph-document.ts';
 import { HistoryPanel } from './history-panel.ts';
 import { OutputView } from './output.ts';

@@ -3,7 +3,7 @@
 // messages (and the offending input marked), the latest preview image under the widgets.
 import { LiteGraph } from '@comfyorg/litegraph';
 import type { LGraphNode } from '@comfyorg/litegraph';
-import { MODE_BYPASSED, MODE_MUTED } from '../../server/engine/canvas.ts';
+import { MODE_BYPASSED, MODE_MUTED } from '../../server/protocol/canvas.ts';
 import type { RunState } from './run-state.ts';
 import type { NodeErrorItem } from './types.ts';
 

@@ -3,7 +3,7 @@
 // or, on a first visit, the default workflow.
 import type { LGraph, LGraphCanvas } from '@comfyorg/litegraph';
 import type { LGraphNode } from '@comfyorg/litegraph';
-import type { CanvasWorkflow } from '../../server/engine/canvas.ts';
+import type { CanvasWorkflow } from '../../server/protocol/canvas.ts';
 import type { Api } from './api.ts';
 import { messageOf, toast } from './errors.ts';
 import { loadSavedWorkflow, saveWorkflow } from './storage.ts';

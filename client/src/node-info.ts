@@ -1,7 +1,7 @@
 // Reading /object_info entries for the canvas nodes: which inputs are widgets, in which order, with
 // which extra "control after generate" value, and the widget rules. Pure, so it can be tested
 // without a browser. (The canvas → API conversion reads /object_info through the engine's
-// widgetsFromObjectInfo, server/engine/canvas.ts.)
+// widgetsFromObjectInfo, server/protocol/canvas.ts.)
 import type { InputConfig, InputOptions, NodeInfo } from './types.ts';
 
 export type WidgetKind = 'INT' | 'FLOAT' | 'STRING' | 'BOOLEAN' | 'COMBO';

@@ -4,7 +4,7 @@
 // positions).
 import { LiteGraph } from '@comfyorg/litegraph';
 import type { LGraph, LGraphNode } from '@comfyorg/litegraph';
-import { isCanvasWorkflow, type CanvasWorkflow } from '../../server/engine/canvas.ts';
+import { isCanvasWorkflow, type CanvasWorkflow } from '../../server/protocol/canvas.ts';
 import type { ApiPrompt } from './types.ts';
 
 type Widget = NonNullable<LGraphNode['widgets']>[number];

@@ -28,8 +28,8 @@ import { validatePrompt } from './validate.ts';
 import { createValueStore } from './value-store.ts';
 
 export { toApiPrompt, widgetsFromDef, WorkflowFormatError, isCanvasWorkflow } from './workflow.ts';
-export { canvasToApi, objectInfoLookup, widgetsFromObjectInfo } from './canvas.ts';
-export type { CanvasWorkflow, NodeWidgets, WidgetDesc, WidgetLookup, ObjectInfoNode } from './canvas.ts';
+export { canvasToApi, objectInfoLookup, widgetsFromObjectInfo } from '../protocol/canvas.ts';
+export type { CanvasWorkflow, NodeWidgets, WidgetDesc, WidgetLookup, ObjectInfoNode } from '../protocol/canvas.ts';
 export { createRegistry, nodeObjectInfo, inputConfig } from './registry.ts';
 export type { Registry, ObjectInfoEntry } from './registry.ts';
 export type { CacheStats } from './cache.ts';

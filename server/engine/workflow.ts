@@ -7,7 +7,7 @@ import {
   isCanvasWorkflow,
   WorkflowFormatError,
   type NodeWidgets,
-} from './canvas.ts';
+} from '../protocol/canvas.ts';
 import type { AnyNodeDef, WidgetSpec } from './define.ts';
 import { inputEntries } from './graph.ts';
 import type { ApiPrompt } from './types.ts';

@@ -2,9 +2,9 @@
 // conversion the CLI, the server and the editor all use (api.md "Workflow formats"). It knows a
 // node type only by its widgets in input order, so the engine (from node declarations) and the
 // editor (from /object_info) describe them through an adapter each and get the same prompt.
-// Browser-safe: no node: imports, the editor bundles this file.
+// Browser-safe (part of the wire protocol): no node: imports, the editor bundles this file.
 import { z } from 'zod';
-import type { ApiPrompt, LinkRef } from './types.ts';
+import type { ApiPrompt, LinkRef } from './prompt.ts';
 
 export class WorkflowFormatError extends Error {
   override name = 'WorkflowFormatError';
