@@ -8,13 +8,10 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { IncomingMessage } from 'node:http';
 import busboy from 'busboy';
+import type { UploadResult } from '../protocol/index.ts';
 import { PathError, assertWritableInside, resolveNew } from './paths.ts';
 
-export interface UploadResult {
-  name: string;
-  subfolder: string;
-  type: string;
-}
+export type { UploadResult } from '../protocol/index.ts';
 
 export class UploadError extends Error {
   constructor(

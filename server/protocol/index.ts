@@ -4,4 +4,4 @@ export * from './prompt.ts';
 export * from './object-info.ts';
 export * from './history.ts';
 export * from './messages.ts';
-export * from './workflows.ts';
+export * from './files.ts';
