@@ -2,7 +2,7 @@
 // through pure nodes (IntMath on literals), stand-ins from infer() (a tensor's shape), carried
 // through loops where an iteration cannot change them. Validation checks every input range, every
 // node's validate() and every cost() against the host's limits on these values; what stays
-// unknown is checked again right before the node runs (costProblems, from execute.ts).
+// unknown is checked again right before the node runs (costProblems, from run-node.ts).
 import type { AnyNodeDef, Cost, InputSpec, NodeEnv, ResourceLimits, RunContext } from './define.ts';
 import { inputEntries, type Graph, type GraphNode } from './graph.ts';
 import type { Plan, Step } from './plan.ts';
