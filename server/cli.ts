@@ -287,14 +287,14 @@ export function applySets(
 
 /**
  * The prompt checks of client/src/prompt-check.ts (the editor runs them too) as lines: an empty
- * positive prompt is an error, unknown words of the demo model a warning. A `model` names the demo
- * when it is "demo" or its folder under `modelsDir` is a demo model.
+ * positive prompt is an error, unknown words of the demo model a warning. A model's vocabulary is
+ * read from its folder under `modelsDir` (readModelInfo: the demo model's words, also before it is made).
  */
 export function checkPrompts(prompt: ApiPrompt, modelsDir: string): { errors: string[]; warnings: string[] } {
-  const r = checkPromptTexts(
-    prompt,
-    (model) => model === 'demo' || readModelInfo(path.resolve(modelsDir, model)).family === 'demo',
-  );
+  const r = checkPromptTexts(prompt, (model) => {
+    const words = readModelInfo(path.resolve(modelsDir, model)).vocabulary;
+    return words && new Set(words);
+  });
   const line = (p: PromptProblem) =>
     `node ${p.nodeId} (${p.classType})${p.input ? ` input '${p.input}'` : ''}: ${p.message}`;
   return { errors: r.errors.map(line), warnings: r.warnings.map(line) };

@@ -21,6 +21,7 @@ import {
 import { createGraphDocument, openStartupWorkflow } from './graph-document.ts';
 import { HistoryPanel } from './history-panel.ts';
 import { OutputView } from './output.ts';
+import { vocabulariesFrom } from './prompt-check.ts';
 import { createQueueAction } from './queue-action.ts';
 import { QueuePanel } from './queue-panel.ts';
 import { createQueueSync } from './queue-sync.ts';
@@ -103,6 +104,7 @@ export async function startApp(): Promise<App> {
   const toPrompt = (): ApiPrompt => canvasToApi(doc.serialize(), widgetsOf);
   const queue = createQueueAction({
     api,
+    vocabularyOf: vocabulariesFrom(objectInfo),
     graph,
     canvas,
     state,

@@ -4,7 +4,7 @@ import type { LGraph, LGraphCanvas } from '@comfyorg/litegraph';
 import { PromptRejectedError, type Api } from './api.ts';
 import { describeNodeErrors, messageOf, toast } from './errors.ts';
 import type { GraphDocument } from './graph-document.ts';
-import { checkPromptTexts, type PromptProblem } from './prompt-check.ts';
+import { checkPromptTexts, type PromptProblem, type VocabularyOf } from './prompt-check.ts';
 import { applySeedControls } from './registry.ts';
 import type { RunState } from './run-state.ts';
 import type { ApiPrompt, NodeErrors } from './types.ts';
@@ -16,6 +16,8 @@ export interface QueueActionOptions {
   state: RunState;
   doc: GraphDocument;
   toPrompt(): ApiPrompt;
+  /** The words a model knows, where it knows only a few (from /object_info). */
+  vocabularyOf: VocabularyOf;
   titleOf(nodeId: string): string;
   focusNode(nodeId: string): void;
   /** Redraws the canvas. */
@@ -63,8 +65,8 @@ export function createQueueAction(o: QueueActionOptions): () => Promise<string |
       return undefined;
     }
     // The same checks as `rdflow run`: an empty positive prompt is not queued; words the demo model
-    // does not know are named (the server's /object_info lists "demo" by that name).
-    const checked = checkPromptTexts(prompt, (model) => model === 'demo');
+    // does not know are named (its vocabulary comes in /object_info).
+    const checked = checkPromptTexts(prompt, o.vocabularyOf);
     if (checked.errors.length > 0) {
       const nodeErrors = promptCheckErrors(checked.errors);
       state.reject(nodeErrors);

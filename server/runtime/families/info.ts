@@ -4,12 +4,18 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { isModelscopeSource, modelscopeFamily } from './modelscope/index.ts';
+import { WORDS } from '../demo/vocab.ts';
 import type { ModelLimits } from './types.ts';
 import { findParts, vidrdFamily } from './vidrd/index.ts';
 
 export interface ModelInfo {
   readonly family: string;
   readonly limits: ModelLimits;
+  /**
+   * The prompt words the model knows, where it knows only a few (the demo model): sent in
+   * /object_info so the editor, like the CLI, can name the words of a prompt that do nothing.
+   */
+  readonly vocabulary?: readonly string[];
 }
 
 /** The demo model (server/runtime/demo): 8-frame clips at 256×256 only. */
@@ -19,6 +25,11 @@ const DEMO_LIMITS: ModelLimits = {
   frames: { min: 8, max: 8 },
   size: { width: 256, height: 256 },
 };
+
+/** The demo model's family, limits and the words it knows. */
+function demoInfo(limits: ModelLimits = DEMO_LIMITS): ModelInfo {
+  return { family: 'demo', limits, vocabulary: Object.keys(WORDS) };
+}
 
 /**
  * An export rdflow did not make: public ONNX exports trace diffusers' UNet with its 2× upsampling
@@ -77,17 +88,15 @@ export function readModelInfo(dir: string): ModelInfo {
   if (!existsSync(path.join(dir, 'unet', 'model.onnx'))) {
     const source = sourceInfo(dir);
     if (source !== undefined) return source;
-    if (path.basename(dir) === 'demo') return { family: 'demo', limits: DEMO_LIMITS };
+    if (path.basename(dir) === 'demo') return demoInfo();
   }
   const rdflow = readIndex(dir).rdflow;
   if (isObject(rdflow) && typeof rdflow.family === 'string') {
     const limits = isLimits(rdflow.limits) ? rdflow.limits : undefined;
-    if (rdflow.family === 'demo') return { family: 'demo', limits: limits ?? DEMO_LIMITS };
+    if (rdflow.family === 'demo') return demoInfo(limits);
     if (limits !== undefined) return { family: rdflow.family, limits };
   }
-  if (path.basename(dir) === 'demo' && existsSync(path.join(dir, 'demo.json'))) {
-    return { family: 'demo', limits: DEMO_LIMITS };
-  }
+  if (path.basename(dir) === 'demo' && existsSync(path.join(dir, 'demo.json'))) return demoInfo();
   return { family: 'onnx', limits: ONNX_EXPORT_LIMITS };
 }
 
