@@ -1,6 +1,6 @@
 // The loop construct: a LoopStart/LoopEnd pair whose body the engine runs once per iteration, so
 // a 100-clip video is the same small graph as a 3-clip one. The scheduler gives these nodes their
-// meaning (server/engine/execute.ts); their run functions only describe iteration 0 for clarity.
+// meaning (server/engine/loop.ts); their run functions only describe iteration 0 for clarity.
 import { defineNode, input, output } from '../server/engine/define.ts';
 
 export const loopStartNode = defineNode({
