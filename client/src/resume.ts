@@ -1,6 +1,7 @@
 // The queue panel's resume action: a prompt that was interrupted or failed after some clips
 // continues from its last finished clip (POST /runs/resume), and a finished one can be extended by
 // N clips (the same video as K+N clips from the start). See server/api/README.md.
+import { el } from './dom.ts';
 
 export interface ResumeActions {
   readonly element: HTMLElement;
@@ -30,24 +31,22 @@ export function createResumeActions(
   onQueued: (promptId: string) => void,
   onError: (message: string) => void,
 ): ResumeActions {
-  const element = document.createElement('div');
-  element.className = 'resume-actions';
-  element.id = 'resume-actions';
-  element.hidden = true;
-  const resume = document.createElement('button');
-  resume.id = 'resume-run';
-  resume.textContent = 'Resume';
-  resume.title = 'Continue from the last finished clip';
-  const clips = document.createElement('input');
-  clips.type = 'number';
-  clips.min = '1';
-  clips.value = '2';
-  clips.id = 'extend-clips';
-  clips.title = 'Clips to add';
-  const extend = document.createElement('button');
-  extend.id = 'extend-run';
-  extend.textContent = 'Extend';
-  extend.title = 'Add clips to the finished video (the same as running more clips from the start)';
+  const element = Object.assign(el('div', 'resume-actions'), { id: 'resume-actions', hidden: true });
+  const resume = Object.assign(el('button', undefined, 'Resume'), {
+    id: 'resume-run',
+    title: 'Continue from the last finished clip',
+  });
+  const clips = Object.assign(el('input'), {
+    type: 'number',
+    min: '1',
+    value: '2',
+    id: 'extend-clips',
+    title: 'Clips to add',
+  });
+  const extend = Object.assign(el('button', undefined, 'Extend'), {
+    id: 'extend-run',
+    title: 'Add clips to the finished video (the same as running more clips from the start)',
+  });
   element.append(resume, extend, clips);
   let current: string | undefined;
   const go = (n?: number) => {
