@@ -1,5 +1,6 @@
-// Messages between the main thread and the inference worker. Tensors cross as typed arrays
-// (structured clone); buffers the sender no longer needs are transferred, not copied.
+// Messages between the main thread and the inference worker. Feeds cross as views on shared
+// memory the main thread reuses (FeedStaging in sessions.ts); outputs as buffers transferred from
+// the worker, not copied.
 import type { ValueSpec } from './io.ts';
 
 export type WireData = Float32Array | Uint16Array | Int32Array | BigInt64Array;

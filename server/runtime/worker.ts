@@ -1,6 +1,6 @@
 // The inference worker: owns the onnxruntime sessions, because session.run() blocks the thread it
-// runs on. Handles one message at a time in arrival order; results go back with their buffers
-// transferred.
+// runs on. Handles one message at a time in arrival order; feeds arrive in shared memory and are
+// copied into buffers this thread reuses, results go back with their buffers transferred.
 import { parentPort } from 'node:worker_threads';
 import * as ort from 'onnxruntime-node';
 import type { ValueSpec } from './io.ts';
