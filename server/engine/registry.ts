@@ -1,4 +1,5 @@
 // Node types by class name, and ComfyUI's /object_info rendered from the same declarations.
+import type { InputConfig, NodeInfo } from '../protocol/index.ts';
 import type { AnyNodeDef, InputSpec, NodeEnv } from './define.ts';
 import { inputEntries } from './graph.ts';
 
@@ -9,23 +10,11 @@ export interface Registry {
   objectInfo(env: NodeEnv): Record<string, ObjectInfoEntry>;
 }
 
-export interface ObjectInfoEntry {
-  input: {
-    required: Record<string, unknown[]>;
-    optional: Record<string, unknown[]>;
-    hidden: Record<string, unknown[]>;
-  };
-  input_order: { required: string[]; optional: string[] };
-  output: string[];
-  output_is_list: boolean[];
-  output_name: string[];
-  name: string;
-  display_name: string;
-  description: string;
-  category: string;
-  output_node: boolean;
-  python_module: string;
-}
+/** One node type's /object_info entry: the protocol's NodeInfo with every field the registry fills. */
+export type ObjectInfoEntry = Required<NodeInfo> & {
+  input: Required<NodeInfo['input']>;
+  input_order: Required<NonNullable<NodeInfo['input_order']>>;
+};
 
 export function createRegistry(nodes: readonly AnyNodeDef[]): Registry {
   const byName = new Map<string, AnyNodeDef>();
@@ -55,7 +44,7 @@ export function comboOptions(spec: InputSpec & { kind: 'COMBO' }, env: NodeEnv):
 }
 
 /** One input as ComfyUI writes it: `["INT", {default, min, max, step}]`, `[[options], {default}]`, `["LATENT"]`. */
-export function inputConfig(spec: InputSpec, env: NodeEnv): unknown[] {
+export function inputConfig(spec: InputSpec, env: NodeEnv): InputConfig {
   const extra: Record<string, unknown> = {};
   if (spec.tooltip !== undefined) extra.tooltip = spec.tooltip;
   switch (spec.kind) {
@@ -111,8 +100,8 @@ export function inputConfig(spec: InputSpec, env: NodeEnv): unknown[] {
 }
 
 export function nodeObjectInfo(def: AnyNodeDef, env: NodeEnv): ObjectInfoEntry {
-  const required: Record<string, unknown[]> = {};
-  const optional: Record<string, unknown[]> = {};
+  const required: Record<string, InputConfig> = {};
+  const optional: Record<string, InputConfig> = {};
   const order = { required: [] as string[], optional: [] as string[] };
   for (const { name, spec, required: isRequired } of inputEntries(def)) {
     (isRequired ? required : optional)[name] = inputConfig(spec, env);

@@ -1,7 +1,7 @@
 // The engine's public contract: the prompt it takes, the events it emits, the outcome it returns.
 // Hosts (CLI, server, tests) depend on this file; the engine's modules implement it.
 import type { AnyNodeDef, NodePaths, NodeServices, ResourceLimits, UiOutput } from './define.ts';
-import type { ApiPrompt, NodeErrors, PromptError } from '../protocol/index.ts';
+import type { ApiPrompt, NodeErrors, ObjectInfo, PromptError } from '../protocol/index.ts';
 import type { LoopCheckpoints } from './resume.ts';
 
 // The wire types (prompt, node errors) are the protocol's; re-exported under their engine names.
@@ -84,5 +84,5 @@ export interface Engine {
   /** Drops cached outputs (POST /free). */
   clearCache(): void;
   /** ComfyUI /object_info for all node types. */
-  objectInfo(): Record<string, unknown>;
+  objectInfo(): ObjectInfo;
 }

@@ -4,6 +4,7 @@
 // editor (from /object_info) describe them through an adapter each and get the same prompt.
 // Browser-safe (part of the wire protocol): no node: imports, the editor bundles this file.
 import { z } from 'zod';
+import type { NodeInfo } from './object-info.ts';
 import type { ApiPrompt, LinkRef } from './prompt.ts';
 
 export class WorkflowFormatError extends Error {
@@ -33,14 +34,7 @@ export interface NodeWidgets {
 export type WidgetLookup = (classType: string) => NodeWidgets | undefined;
 
 /** One /object_info entry, as much of it as the conversion reads (api.md). */
-export interface ObjectInfoNode {
-  display_name?: string;
-  input: {
-    required?: Record<string, readonly unknown[]>;
-    optional?: Record<string, readonly unknown[]>;
-  };
-  input_order?: { required?: readonly string[]; optional?: readonly string[] };
-}
+export type ObjectInfoNode = Pick<NodeInfo, 'display_name' | 'input' | 'input_order'>;
 
 const WIDGET_TYPES = new Set<string>(['INT', 'FLOAT', 'STRING', 'BOOLEAN']);
 

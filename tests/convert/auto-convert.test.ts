@@ -44,7 +44,7 @@ const cached = () => readdirSync(path.join(paths.models, CONVERTED_DIR));
 
 describe('LoadVideoModel on a source checkpoint', () => {
   it('lists diffusers folders and VidRD releases with their family and limits in /object_info', () => {
-    const info = createEngine({ nodes: allNodes, paths }).objectInfo() as Record<
+    const info = createEngine({ nodes: allNodes, paths }).objectInfo() as unknown as Record<
       string,
       { input: { required: Record<string, [string[], { option_details?: Record<string, unknown> }]> } }
     >;
