@@ -72,7 +72,25 @@ const COMMAND_HELP: Record<string, { summary: string; help?: string }> = {
   --workflows-dir DIR        workflow files the editor lists (default the shipped workflows/)
   --data-dir DIR             queue, history and cache files (default ${defaultDataDirText()})
   --auth-token TOKEN         require this token (else RDFLOW_AUTH_TOKEN)
-  --no-requeue               mark a prompt running at a crash failed instead of queuing it again`,
+  --no-requeue               mark a prompt running at a crash failed instead of queuing it again
+  --queue redis://[:PASSWORD@]HOST[:PORT][/DB]
+                             share a queue, history and events in Redis with other API servers and
+                             workers (rediss:// for TLS); the output and data folders must be shared
+                             too (docs/scale-out.md)
+  --workers N                with --queue: 1 runs prompts in this process too (default), 0 serves
+                             the API only`,
+  },
+  worker: {
+    summary: 'run prompts from a shared Redis queue (scale-out; see rdflow serve --queue)',
+    help: `rdflow worker --queue redis://[:PASSWORD@]HOST[:PORT][/DB] [options]
+  --queue URL                the deployment's Redis (rediss:// for TLS)
+  --output-dir DIR           the shared output folder (default ./output)
+  --input-dir DIR            input folder (default ./input)
+  --models-dir DIR           models folder (default ./models)
+  --data-dir DIR             the shared data folder: per-clip checkpoints (default ${defaultDataDirText()})
+  Timing (environment, milliseconds): RDFLOW_QUEUE_LOCK_MS (30000), RDFLOW_QUEUE_STALLED_MS
+  (30000), RDFLOW_QUEUE_BACKOFF_MS (5000); RDFLOW_QUEUE_ATTEMPTS (3 tries of a prompt that fails
+  for a reason of its worker).`,
   },
   convert: { summary: 'convert a diffusers or VidRD checkpoint to an ONNX model folder' },
   models: { summary: 'list the models folder: ONNX models and convertible checkpoints' },
@@ -651,8 +669,18 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
       'no-requeue': { type: 'boolean', default: false },
       // Queue, history, spill cache and temp files; default the platform's per-user data folder.
       'data-dir': { type: 'string' },
+      queue: { type: 'string' },
+      workers: { type: 'string' },
     },
   });
+  if (values.workers !== undefined && values.queue === undefined)
+    throw new UsageError(
+      '--workers needs --queue redis://… (the embedded queue runs prompts in this process)',
+    );
+  if (values.workers !== undefined && values.workers !== '0' && values.workers !== '1')
+    throw new UsageError(
+      `--workers ${values.workers}: 0 (API only) or 1; run more workers as \`rdflow worker\` processes`,
+    );
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new UsageError(`--port ${values.port}: not a port number`);
@@ -668,7 +696,12 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
   // modules are imported only when serving: `run` and `nodes` need none of them.
   const api = await import('./api/index.ts');
   const { openStore } = await import('./api/store.ts');
-  const store = openStore(dataDir);
+  const sharedQueue =
+    values.queue === undefined
+      ? undefined
+      : { ...sharedQueueOptions(values.queue), worker: values.workers !== '0' };
+  // A shared queue brings its own history; the embedded one is opened (and locked) here.
+  const store = sharedQueue ? undefined : openStore(dataDir);
   let server: Awaited<ReturnType<typeof api.startServer>>;
   try {
     server = await api.startServer({
@@ -686,24 +719,91 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
       authToken: values['auth-token'],
       nodes: await loadNodes(opts),
       runtime: await processRuntime(),
-      queue: store.queue,
-      history: store.history,
+      ...(store ? { queue: store.queue, history: store.history } : { sharedQueue }),
       requeueCrashed: !values['no-requeue'],
     });
   } catch (err) {
-    await store.close();
+    await store?.close();
     throw err;
   }
   stdout.write(`rdflow server listening on ${server.url}\n`);
-  await new Promise<void>((resolve) => {
+  if (sharedQueue) {
+    const runs = sharedQueue.worker ? 'runs prompts too' : 'API only (--workers 0)';
+    stdout.write(`shared queue ${api.parseRedisUrl(sharedQueue.url).redacted}; ${runs}\n`);
+  }
+  await stopRequested(opts);
+  await server.close();
+  await store?.close();
+  return EXIT.ok;
+}
+
+/** Resolves at Ctrl-C / SIGTERM (or the caller's abort signal). */
+function stopRequested(opts: CliOptions): Promise<void> {
+  return new Promise<void>((resolve) => {
     if (opts.signal) opts.signal.addEventListener('abort', () => resolve(), { once: true });
     else {
       process.once('SIGINT', () => resolve());
       process.once('SIGTERM', () => resolve());
     }
   });
-  await server.close();
-  await store.close();
+}
+
+/** A whole number of milliseconds from the environment, or undefined when unset. */
+function envMs(name: string): number | undefined {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) throw new UsageError(`${name}=${raw}: a whole number ≥ 1 is expected`);
+  return n;
+}
+
+/** `--queue URL` with the timing the environment sets (tests shorten locks and stalled checks). */
+function sharedQueueOptions(url: string) {
+  return {
+    url,
+    attempts: envMs('RDFLOW_QUEUE_ATTEMPTS'),
+    backoffMs: envMs('RDFLOW_QUEUE_BACKOFF_MS'),
+    timing: {
+      lockDuration: envMs('RDFLOW_QUEUE_LOCK_MS'),
+      stalledInterval: envMs('RDFLOW_QUEUE_STALLED_MS'),
+    },
+  };
+}
+
+async function cmdWorker(args: string[], opts: CliOptions, stdout: CliOutput): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      queue: { type: 'string' },
+      'output-dir': { type: 'string' },
+      'input-dir': { type: 'string' },
+      'models-dir': { type: 'string' },
+      'data-dir': { type: 'string' },
+    },
+  });
+  if (values.queue === undefined) throw new UsageError('rdflow worker needs --queue redis://…');
+  const cwd = opts.cwd ?? process.cwd();
+  const paths = cliPaths(cwd, {
+    out: values['output-dir'],
+    input: values['input-dir'],
+    models: values['models-dir'],
+  });
+  const dataDir = path.resolve(cwd, values['data-dir'] ?? writableDefaultDataDir());
+  const api = await import('./api/index.ts');
+  const sharedQueue = sharedQueueOptions(values.queue);
+  const worker = await api.startWorker({
+    outputDir: paths.output,
+    inputDir: paths.input,
+    modelsDir: paths.models,
+    dataDir,
+    tempDir: path.join(dataDir, 'temp'),
+    nodes: await loadNodes(opts),
+    runtime: await processRuntime(),
+    sharedQueue,
+  });
+  stdout.write(`rdflow worker running prompts from ${api.parseRedisUrl(sharedQueue.url).redacted}\n`);
+  await stopRequested(opts);
+  await worker.close();
   return EXIT.ok;
 }
 
@@ -791,6 +891,8 @@ export async function runCli(argv: readonly string[], opts: CliOptions = {}): Pr
       }
       case 'serve':
         return await cmdServe(args, opts, stdout);
+      case 'worker':
+        return await cmdWorker(args, opts, stdout);
       case 'convert': {
         const { cmdConvert } = await import('./convert-cli.ts');
         return await cmdConvert(args, stdout, opts.signal ?? sigintSignal(), opts.cwd ?? process.cwd());

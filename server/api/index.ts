@@ -10,14 +10,20 @@ import {
   loadVideoModelNode,
   loadVideoModelNodeForServer,
 } from '../../nodes/load-video-model.ts';
+import type { SharedParts } from './cluster.ts';
 import type { HistoryStore, PromptQueue } from './queue.ts';
+import type { RedisWorkerOptions } from './redis/queue.ts';
+import { openRedisStore, type RedisStore } from './redis/store.ts';
 import { serve, type RunningServer, type ServerParts } from './serve.ts';
 import { resolveSettings, type ServeOptions } from './settings.ts';
 import { openStore } from './store.ts';
+import { runWorker, type RunningWorker } from './worker.ts';
 
 export type { Limits } from './limits.ts';
 export type { PromptQueue, HistoryStore, QueueItem, HistoryEntry } from './queue.ts';
 export type { RunningServer } from './serve.ts';
+export type { RunningWorker } from './worker.ts';
+export { parseRedisUrl, RedisUrlError } from './redis/url.ts';
 export { CRASHED_AGAIN_MESSAGE, CRASHED_MESSAGE } from './runner.ts';
 
 export interface ServerOptions extends ServeOptions {
@@ -33,7 +39,32 @@ export interface ServerOptions extends ServeOptions {
   history?: HistoryStore;
   /** History entries the default store keeps (oldest dropped first; default 10,000). */
   historyLimit?: number;
+  /**
+   * A shared queue instead of the embedded store (scale-out: docs/scale-out.md): many API servers
+   * and workers on one Redis. Excludes `queue`/`history`.
+   */
+  sharedQueue?: SharedQueueOptions;
 }
+
+export interface SharedQueueOptions {
+  /** redis://[[user]:password@]host[:port][/db] or rediss://… */
+  url: string;
+  /** Whether this process also runs prompts (default true; `rdflow serve --workers 0`: false). */
+  worker?: boolean;
+  /** Queue name and key prefix in Redis (defaults `prompts`, `rdflow`): one deployment's. */
+  name?: string;
+  prefix?: string;
+  /** Tries of a prompt that fails for a reason of its worker, the first included (default 3). */
+  attempts?: number;
+  /** First retry delay in ms, doubled each retry (default 5,000). */
+  backoffMs?: number;
+  /** Lock and stalled-check timing of the worker side (defaults in redis/queue.ts). */
+  timing?: Pick<RedisWorkerOptions, 'lockDuration' | 'stalledInterval' | 'blockSeconds'>;
+}
+
+export type WorkerOptions = Omit<ServerOptions, 'queue' | 'history' | 'sharedQueue' | 'port' | 'host'> & {
+  sharedQueue: Omit<SharedQueueOptions, 'worker'>;
+};
 
 async function shippedNodes(): Promise<readonly AnyNodeDef[]> {
   const mod = (await import('../../nodes/index.ts')) as { allNodes: readonly AnyNodeDef[] };
@@ -62,11 +93,39 @@ function queueAndHistory(
   return openStore(dataDir, { historyLimit: opts.historyLimit });
 }
 
+/** The deployment's Redis store, and what this process's server or worker takes from it. */
+function openShared(
+  o: SharedQueueOptions,
+  log: (m: string) => void,
+): { store: RedisStore; shared: SharedParts } {
+  const worker: RedisWorkerOptions | undefined =
+    o.worker === false ? undefined : { blockSeconds: 2, ...o.timing, log };
+  const names = { url: o.url, name: o.name, prefix: o.prefix, attempts: o.attempts, backoffMs: o.backoffMs };
+  const common = (store: RedisStore) => ({
+    bus: store.bus,
+    redacted: store.redacted,
+    connected: () => store.connected(),
+  });
+  if (!worker) {
+    const store = openRedisStore(names);
+    return { store, shared: { queue: store.queue, ...common(store) } };
+  }
+  const store = openRedisStore({ ...names, worker });
+  const shared: SharedParts = { queue: store.queue, worker: store.queue, ...common(store) };
+  return { store, shared };
+}
+
 export async function startServer(opts: ServerOptions = {}): Promise<RunningServer> {
   // Before anything is opened: a bind the security policy refuses fails here.
   const settings = resolveSettings(opts);
   const nodes = serverNodes(opts.nodes ?? (await shippedNodes()));
-  const store = queueAndHistory(opts, settings.dataDir);
+  if (opts.sharedQueue && (opts.queue || opts.history)) {
+    throw new Error('startServer: a shared queue brings its own queue and history');
+  }
+  const opened = opts.sharedQueue && openShared(opts.sharedQueue, settings.log);
+  const store = opened
+    ? { queue: opened.store.queue, history: opened.store.history, close: () => opened.store.close() }
+    : queueAndHistory(opts, settings.dataDir);
   let server: RunningServer;
   try {
     server = await serve(settings, {
@@ -75,6 +134,7 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
       queue: store.queue,
       history: store.history,
       listModels: confinedModelNames,
+      ...(opened && { shared: opened.shared }),
     });
   } catch (err) {
     await store.close?.();
@@ -87,6 +147,35 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
     ...server,
     close() {
       closing ??= server.close().then(closeStore);
+      return closing;
+    },
+  };
+}
+
+/** A process that only runs prompts from a shared queue (`rdflow worker`). */
+export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
+  const settings = resolveSettings(opts);
+  const nodes = serverNodes(opts.nodes ?? (await shippedNodes()));
+  const { store, shared } = openShared({ ...opts.sharedQueue, worker: true }, settings.log);
+  const { worker } = shared;
+  if (!worker) throw new Error('startWorker: the shared queue has no worker side');
+  let running: RunningWorker;
+  try {
+    running = await runWorker(settings, {
+      nodes,
+      models: opts.runtime ?? getRuntime(),
+      queue: store.queue,
+      history: store.history,
+      shared: { ...shared, worker },
+    });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  let closing: Promise<void> | undefined;
+  return {
+    close() {
+      closing ??= running.close().then(() => store.close());
       return closing;
     },
   };

@@ -10,7 +10,7 @@ import { isCanvasWorkflow, toApiPrompt, type EngineExtras } from '../engine/inde
 import { errorBody, HttpError } from './errors.ts';
 import { checkLimits, type Limits } from './limits.ts';
 import { PathError, resolveExisting, temporaryName } from './paths.ts';
-import { toTuple, type HistoryStore, type PromptQueue } from './queue.ts';
+import { toTuple, type HistoryStore, type PromptQueue, type QueueItem } from './queue.ts';
 import type { Runner } from './runner.ts';
 import { handleUpload, UploadError } from './upload.ts';
 import { listWorkflows, resolveWorkflow } from './workflows.ts';
@@ -27,6 +27,8 @@ export interface ApiContext {
   maxUploadBytes: number;
   /** Pending/running changed: broadcast `status`. */
   queueChanged(): void;
+  /** The running prompts: this server's, or every worker's on a shared queue. */
+  running(): Promise<QueueItem[]>;
   /** Drops loaded model sessions (POST /free {unload_models}). */
   releaseModels(): Promise<void>;
   /** Model folder names under the models dir (GET /models/video_models). */
@@ -245,10 +247,10 @@ function promptRoutes(r: Router, ctx: ApiContext, json: Handler): void {
 /** GET/POST /queue and POST /interrupt. */
 function queueRoutes(r: Router, ctx: ApiContext, json: Handler): void {
   r.get('/queue', async (_req, res) => {
-    const running = await ctx.queue.running();
+    const running = await ctx.running();
     const pending = await ctx.queue.pending();
     const state: QueueState = {
-      queue_running: running ? [toTuple(running)] : [],
+      queue_running: running.map(toTuple),
       queue_pending: pending.map(toTuple),
     };
     res.json(state);
@@ -259,10 +261,10 @@ function queueRoutes(r: Router, ctx: ApiContext, json: Handler): void {
     const ids = stringIds(body.delete, 'delete');
     if (body.clear === true) await ctx.queue.clear();
     if (ids.length > 0) {
-      await ctx.queue.delete(ids);
-      // Deleting the running prompt stops it (it still ends with history and `executing null`).
-      const running = ctx.runner.runningId();
-      if (running !== undefined && ids.includes(running)) ctx.runner.interrupt(running);
+      const removed = new Set(await ctx.queue.delete(ids));
+      // Deleting a running prompt stops it (it still ends with history and `executing null`); the
+      // runner stops only the prompt it runs (on a shared queue: whichever worker runs it).
+      for (const id of ids) if (!removed.has(id)) ctx.runner.interrupt(id);
     }
     ctx.queueChanged();
     res.json({});

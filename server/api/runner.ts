@@ -46,6 +46,25 @@ export interface RunnerDeps {
   requeueCrashed?: boolean;
   /** Where each clip of a loop is saved, so that a stopped prompt continues from its last clip. */
   checkpoints?: CheckpointStore;
+  /** A worker on the shared (Redis) queue; absent: the embedded single-process queue. */
+  shared?: SharedWorker;
+}
+
+/**
+ * What a worker on a shared queue adds (server/api/redis/queue.ts's worker side): next() waits in
+ * Redis by itself, a held prompt's lock may be lost to another worker, and a prompt that failed
+ * for a reason of this worker is retried by the queue instead of being written to history.
+ */
+export interface SharedWorker {
+  /** Aborted when the lock of `promptId` was lost: another worker may run it now. */
+  lockSignal(promptId: string): AbortSignal | undefined;
+  /** The node the held prompt executes now, for clients that reconnect to any API server. */
+  reportNode(promptId: string, node: string | null): void;
+  willRetry(promptId: string, error: Error): boolean;
+  /** Hands the failed prompt back to the queue (retried with backoff, or failed for good). */
+  fail(promptId: string, error: Error): Promise<'retry' | 'failed'>;
+  /** Before a prompt runs (learns whether its client is connected to any API server). */
+  prepare(item: QueueItem): Promise<void>;
 }
 
 export interface Runner {
@@ -78,6 +97,16 @@ export const CRASHED_MESSAGE =
 export const CRASHED_AGAIN_MESSAGE =
   'The server stopped while this prompt was running, again after it had been queued again; ' +
   'it was not run a third time (it may be what stops the server). Queue it again to retry.';
+
+/**
+ * Whether a failed run failed for a reason of the worker rather than of the prompt: memory ran out,
+ * the inference worker died. Such a prompt may well succeed on another try (or another worker).
+ */
+export function isWorkerFault(message: string): boolean {
+  return /out of memory|allocation failed|cannot allocate|ENOMEM|ERR_WORKER_OUT_OF_MEMORY|worker (exited|terminated|crashed)/i.test(
+    message,
+  );
+}
 
 export function clientIdOf(item: QueueItem): string | null {
   const id = item.extraData.client_id;
@@ -175,20 +204,31 @@ function openCheckpoint(deps: RunnerDeps, item: QueueItem): RunCheckpoint | unde
   return checkpoint;
 }
 
-/** What one prompt's messages go through: the flow for its client, and a copy for its history. */
-function promptChannel(hub: Hub, clientId: string | null) {
+/**
+ * What one prompt's messages go through: the flow for its client, and a copy for its history.
+ * With `holdErrors` (a shared queue's worker) an execution_error waits for release(): a prompt
+ * the queue runs again must not look finished to its client.
+ */
+function promptChannel(hub: Hub, clientId: string | null, holdErrors = false) {
   const messages: HistoryStatus['messages'] = [];
   let ended = false;
+  const held: (() => void)[] = [];
   // Every message of the prompt passes the flow: one execution_cached, one executed per node.
   const flow: SendJson = promptFlow((type, data, toAll = false, droppable = false) => {
     if (HISTORY_MESSAGE_TYPES.has(type)) messages.push([type, data]);
     if (TERMINAL_MESSAGE_TYPES.has(type)) ended = true;
-    hub.send(type, data, toAll ? null : clientId, { droppable });
+    const deliver = () => hub.send(type, data, toAll ? null : clientId, { droppable });
+    if (holdErrors && type === 'execution_error') held.push(deliver);
+    else deliver();
   });
   return {
     messages,
     /** Whether the terminal message (success, error or interrupt) went out. */
     ended: () => ended,
+    /** Sends the held error (or drops it, for a prompt that runs again). */
+    release(send: boolean): void {
+      for (const deliver of held.splice(0)) if (send) deliver();
+    },
     send: (m: ServerMessage, opts: { toAll?: boolean; droppable?: boolean } = {}) =>
       flow(m.type, m.data, opts.toAll, opts.droppable),
     flow,
@@ -299,13 +339,36 @@ async function runPrompt(
   run: { signal: AbortSignal; onNode(node: string): void; stopping(): boolean },
 ): Promise<void> {
   const clientId = clientIdOf(item);
-  const channel = promptChannel(deps.hub, clientId);
+  const { shared } = deps;
+  const channel = promptChannel(deps.hub, clientId, shared !== undefined);
   const checkpoint = openCheckpoint(deps, item);
-  const result = await runOnEngine(deps, item, channel, { ...run, checkpoint });
+  const lost = shared?.lockSignal(item.promptId);
+  const signal = lost ? AbortSignal.any([run.signal, lost]) : run.signal;
+  const onNode = (node: string) => {
+    run.onNode(node);
+    shared?.reportNode(item.promptId, node);
+  };
+  const result = await runOnEngine(deps, item, channel, { ...run, signal, onNode, checkpoint });
   if (result.status === 'success') checkpoint?.finish();
   else checkpoint?.stop();
+  if (lost?.aborted) {
+    // Another worker may run it now: whatever this one would write could clash with its run.
+    deps.log(`prompt ${item.promptId} stopped here: this worker lost its lock`);
+    return;
+  }
   const terminal = channel.ended() ? undefined : terminalMessage(item, result);
   if (terminal) channel.send(terminal, { toAll: terminal.type === 'execution_interrupted' });
+  if (shared && result.status === 'error' && isWorkerFault(result.message)) {
+    const error = new Error(result.message);
+    const retry = shared.willRetry(item.promptId, error);
+    channel.release(!retry);
+    if (retry) {
+      await shared.fail(item.promptId, error);
+      deps.log(`prompt ${item.promptId} failed on this worker (${result.message}); queued again`);
+      return;
+    }
+  }
+  channel.release(true);
   if (run.stopping() && result.status === 'interrupted') {
     // Only a crash marks a running prompt failed; a graceful stop (close(), SIGINT/SIGTERM) does not.
     await deps.queue.requeue({ ...item, extraData: { ...item.extraData, [RESUME_FLAG]: true } });
@@ -389,9 +452,14 @@ export function createRunner(deps: RunnerDeps): Runner {
 
   async function next(): Promise<QueueItem | undefined> {
     try {
-      return await deps.queue.next();
+      const item = await deps.queue.next();
+      // Never fails the prompt: without an answer its client just gets no previews.
+      if (item) await deps.shared?.prepare(item).catch(() => undefined);
+      return item;
     } catch (err) {
       deps.log(`queue.next failed: ${String(err)}`);
+      // A shared queue's next() does not wait when Redis is away: no tight loop meanwhile.
+      if (deps.shared) await new Promise((r) => setTimeout(r, 1000));
       return undefined;
     }
   }
@@ -404,6 +472,8 @@ export function createRunner(deps: RunnerDeps): Runner {
       const item = await next();
       if (!item) {
         if (stopped) break;
+        // A shared queue's next() already waited in Redis for work.
+        if (deps.shared) continue;
         await bell.sleep(idleTasks.pending);
         continue;
       }
@@ -425,7 +495,8 @@ export function createRunner(deps: RunnerDeps): Runner {
 
   return {
     async start() {
-      await settleCrashed(deps);
+      // On a shared queue a dead worker's prompt is taken over by the queue's stalled check.
+      if (!deps.shared) await settleCrashed(deps);
       loopDone = loop();
     },
     wake: () => bell.ring(),

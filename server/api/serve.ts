@@ -12,7 +12,17 @@ import { makeDirs } from '../runtime/video/paths.ts';
 import type { ModelRuntime } from '../runtime/index.ts';
 import { nodeKinds } from '../runs/cli.ts';
 import { CheckpointStore } from '../runs/store.ts';
+import { queueStatus as statusMessage } from '../protocol/index.ts';
 import { createApp } from './app.ts';
+import {
+  attachWorker,
+  clusterControl,
+  runningFor,
+  sharedStatus,
+  sharedWorker,
+  unavailableGuard,
+  type SharedParts,
+} from './cluster.ts';
 import { createHub, type Hub } from './hub.ts';
 import { engineLimits } from './limits.ts';
 import type { HistoryStore, PromptQueue } from './queue.ts';
@@ -33,6 +43,11 @@ export interface ServerParts {
   history: HistoryStore;
   /** Model names GET /models/video_models lists. */
   listModels(modelsDir: string): string[];
+  /**
+   * A shared (Redis) deployment: `queue` and `history` are its, prompts run on whichever worker
+   * takes them (this process's when `shared.worker` is set) and messages travel through Redis.
+   */
+  shared?: SharedParts;
 }
 
 export interface RunningServer {
@@ -56,14 +71,25 @@ function queueStatus(queue: PromptQueue, hub: Hub, log: (m: string) => void) {
   const remaining = () => queue.remaining();
   const changed = () => {
     remaining()
-      .then((n) => hub.send('status', { status: { exec_info: { queue_remaining: n } } }, null))
+      .then((n) => {
+        const m = statusMessage(n);
+        hub.send(m.type, m.data, null);
+      })
       .catch((err: unknown) => log(`status broadcast failed: ${String(err)}`));
   };
   return { remaining, changed };
 }
 
-/** The engine and what runs prompts through it: the checkpoints and the runner. */
-function createExecution(settings: ServerSettings, parts: ServerParts, hub: Hub, onQueueChange: () => void) {
+/**
+ * The engine and what runs prompts through it: the checkpoints and the runner (not started). On a
+ * shared queue the runner's messages go to `hub` = the event bus, and it takes the worker's side.
+ */
+export function createExecution(
+  settings: ServerSettings,
+  parts: ServerParts,
+  hub: Hub,
+  onQueueChange: () => void,
+) {
   const { paths, log } = settings;
   const engine = createEngine({
     nodes: parts.nodes,
@@ -89,6 +115,7 @@ function createExecution(settings: ServerSettings, parts: ServerParts, hub: Hub,
     log,
     requeueCrashed: settings.requeueCrashed,
     checkpoints,
+    shared: parts.shared?.worker && sharedWorker(parts.shared.worker, parts.shared.bus, log),
   });
   return { engine, checkpoints, runner };
 }
@@ -110,6 +137,12 @@ function createRouters(
     jsonLimitBytes: settings.jsonLimitBytes,
     maxUploadBytes: settings.maxUploadBytes,
     queueChanged: x.queueChanged,
+    // Every worker's running prompt on a shared queue, else this process's.
+    running: async () => {
+      if (parts.shared) return parts.shared.queue.runningAll();
+      const r = await parts.queue.running();
+      return r ? [r] : [];
+    },
     // Sessions live in the runtime; its worker starts only when a model loads.
     releaseModels: () => parts.models.release(),
     listModels: () => parts.listModels(settings.paths.models),
@@ -147,29 +180,50 @@ async function listen(server: http.Server, port: number, host: string): Promise<
 }
 
 /**
- * Serves `parts` with `settings` until close(). The queue and history stay open after close:
- * whoever opened them closes them.
+ * Creates the folders. Alone on its folders (the embedded store), a process first removes what a
+ * killed predecessor left; on a shared output folder another worker's file being written is not
+ * stale, so nothing is swept.
  */
-export async function serve(settings: ServerSettings, parts: ServerParts): Promise<RunningServer> {
-  const { paths, log, host } = settings;
+export function prepareFolders(settings: ServerSettings, sharedFolders: boolean): void {
+  const { paths, log } = settings;
   // Not mkdirSync({recursive}): it never returns for a folder under /proc (Node 20).
   for (const dir of [paths.output, paths.input, paths.temp]) makeDirs(dir);
+  if (sharedFolders) return;
   // Before anything runs (and, with the embedded store, under its data dir lock): what a killed
   // predecessor left is stale.
   const swept = sweepLeftovers(paths);
   if (swept.files > 0) {
     log(`removed ${swept.files} temporary file(s) (${swept.bytes} bytes) left by a stopped run`);
   }
+}
+
+/**
+ * Serves `parts` with `settings` until close(). The queue and history stay open after close:
+ * whoever opened them closes them.
+ */
+export async function serve(settings: ServerSettings, parts: ServerParts): Promise<RunningServer> {
+  const { log, host } = settings;
+  const { shared } = parts;
+  prepareFolders(settings, shared !== undefined);
 
   const hub = createHub(settings.ws);
-  const status = queueStatus(parts.queue, hub, log);
+  const status = shared ? sharedStatus(shared, log) : queueStatus(parts.queue, hub, log);
   const queueChanged = status.changed;
-  const { engine, checkpoints, runner } = createExecution(settings, parts, hub, queueChanged);
+  // On a shared queue the runner (if this process runs prompts) publishes to Redis; the sockets
+  // of this server get what the relay forwards.
+  const runnerHub = shared ? shared.bus.hub() : hub;
+  const { engine, checkpoints, runner } = createExecution(settings, parts, runnerHub, queueChanged);
+  const runsPrompts = !shared || shared.worker !== undefined;
+  const control = shared ? clusterControl(shared, shared.worker && runner) : runner;
+  const relay = shared ? await shared.bus.relay(hub) : undefined;
 
   const app = createApp({
     policy: settings.policy,
     token: settings.token,
-    routers: createRouters(settings, parts, { engine, runner, checkpoints, queueChanged }),
+    routers: [
+      ...(shared ? [unavailableGuard(shared)] : []),
+      ...createRouters(settings, parts, { engine, runner: control, checkpoints, queueChanged }),
+    ],
     clientDir: settings.clientDir,
     log,
   });
@@ -177,7 +231,15 @@ export async function serve(settings: ServerSettings, parts: ServerParts): Promi
   const wss = acceptWebSockets(server, {
     policy: settings.policy,
     hub,
-    runner,
+    runningFor: shared
+      ? (clientId) => runningFor(shared, clientId)
+      : async (clientId) => {
+          const run = runner.running();
+          return run?.clientId === clientId ? run : undefined;
+        },
+    // A client's messages reach this server while it has a socket here.
+    onSocket: relay && ((clientId) => relay.watch(clientId)),
+    onSocketClosed: relay && ((clientId) => relay.unwatch(clientId)),
     queueRemaining: status.remaining,
   });
   server.on('clientError', answerClientError);
@@ -186,14 +248,18 @@ export async function serve(settings: ServerSettings, parts: ServerParts): Promi
   try {
     port = await listen(server, settings.port, host);
   } catch (err) {
+    await relay?.close();
     hub.close();
     engine.close();
     throw err;
   }
+  let detach: (() => void) | undefined;
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
+      detach?.();
       await runner.stop();
+      await relay?.close();
       hub.close();
       wss.close();
       await new Promise<void>((resolve) => {
@@ -205,7 +271,9 @@ export async function serve(settings: ServerSettings, parts: ServerParts): Promi
     return closing;
   };
   try {
-    await runner.start();
+    if (shared?.worker)
+      detach = await attachWorker({ ...shared, worker: shared.worker }, runner, parts.history, log);
+    if (runsPrompts) await runner.start();
   } catch (err) {
     // The caller closes the queue it passed: nothing of the server may still use it then.
     await close();

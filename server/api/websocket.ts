@@ -6,15 +6,19 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { errorBody } from './errors.ts';
 import type { Hub } from './hub.ts';
-import type { Runner } from './runner.ts';
+import { executing, queueStatus } from '../protocol/index.ts';
 import { checkAccess, type AccessPolicy } from './security.ts';
 
 export interface WebSocketParts {
   policy: AccessPolicy;
   hub: Hub;
-  runner: Pick<Runner, 'running'>;
+  /** The prompt of `clientId` running now and its node, if any (for a client that reconnects). */
+  runningFor(clientId: string): Promise<{ promptId: string; node?: string } | undefined>;
   /** ComfyUI's queue_remaining, sent to each client as it connects. */
   queueRemaining(): Promise<number>;
+  /** Told of each socket opened and closed (a shared queue's relay watches its client). */
+  onSocket?(clientId: string): Promise<void>;
+  onSocketClosed?(clientId: string): Promise<void>;
 }
 
 function rejectUpgrade(socket: Duplex, status: number, message: string): void {
@@ -29,18 +33,14 @@ function rejectUpgrade(socket: Duplex, status: number, message: string): void {
 function greet(ws: WebSocket, clientId: string, parts: WebSocketParts): void {
   parts
     .queueRemaining()
-    .then((n) => {
-      ws.send(
-        JSON.stringify({
-          type: 'status',
-          data: { status: { exec_info: { queue_remaining: n } }, sid: clientId },
-        }),
-      );
+    .then(async (n) => {
+      ws.send(JSON.stringify(queueStatus(n, clientId)));
       // A client that reconnects mid-run learns where its prompt is (as ComfyUI does).
-      const run = parts.runner.running();
-      if (run?.node !== undefined && run.clientId === clientId) {
-        const data = { node: run.node, display_node: run.node, prompt_id: run.promptId };
-        ws.send(JSON.stringify({ type: 'executing', data }));
+      const run = await parts.runningFor(clientId);
+      if (run?.node !== undefined) {
+        ws.send(
+          JSON.stringify(executing({ node: run.node, display_node: run.node, prompt_id: run.promptId })),
+        );
       }
     })
     .catch(() => undefined);
@@ -71,6 +71,16 @@ export function acceptWebSockets(server: http.Server, parts: WebSocketParts): We
     const clientId = asked && asked.length <= 128 ? asked : crypto.randomUUID().replaceAll('-', '');
     wss.handleUpgrade(req, socket, head, (ws) => {
       parts.hub.add(ws, clientId);
+      const { onSocket, onSocketClosed } = parts;
+      if (onSocket) {
+        // Greeted once its messages are routed here, so none sent meanwhile is missed.
+        ws.once('close', () => void onSocketClosed?.(clientId).catch(() => undefined));
+        onSocket(clientId).then(
+          () => greet(ws, clientId, parts),
+          () => greet(ws, clientId, parts),
+        );
+        return;
+      }
       greet(ws, clientId, parts);
     });
   });

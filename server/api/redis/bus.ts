@@ -49,6 +49,8 @@ export interface EventBus {
    * while it is watched (watch per socket opened, unwatch per socket closed: counted).
    */
   relay(sink: HubSink): Promise<Relay>;
+  /** Whether the publishing connection is up now. */
+  connected(): boolean;
   /** Asks every worker to stop `promptId` (undefined: every running prompt). */
   interrupt(promptId?: string): Promise<void>;
   /** A worker's side: called for every interrupt published by any process. */
@@ -174,6 +176,7 @@ export function createEventBus(opts: EventBusOptions): EventBus {
         },
       };
     },
+    connected: () => pub.status === 'ready',
     async interrupt(promptId) {
       await pub.publish(interruptChannel, JSON.stringify({ prompt_id: promptId ?? null }));
     },

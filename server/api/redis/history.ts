@@ -16,6 +16,8 @@ export interface RedisHistoryOptions {
 }
 
 export interface RedisHistory extends HistoryStore {
+  /** Whether its connection is up now (else calls wait for the reconnection). */
+  connected(): boolean;
   close(): Promise<void>;
 }
 
@@ -84,6 +86,7 @@ export function createRedisHistory(opts: RedisHistoryOptions): RedisHistory {
     async clear() {
       await redis.del(order, entries);
     },
+    connected: () => redis.status === 'ready',
     async close() {
       await redis.quit().catch(() => redis.disconnect());
     },

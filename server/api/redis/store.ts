@@ -23,6 +23,8 @@ export interface RedisStore<Q extends RedisPromptQueue = RedisPromptQueue> {
   bus: EventBus;
   /** The URL with the password hidden, for logs and /system_stats. */
   redacted: string;
+  /** Whether the connections API requests use (history, publishing) are up now. */
+  connected(): boolean;
   close(): Promise<void>;
 }
 
@@ -42,6 +44,7 @@ export function openRedisStore(opts: RedisStoreOptions): RedisStore | RedisStore
     history,
     bus,
     redacted,
+    connected: () => history.connected() && bus.connected(),
     async close() {
       await queue.close();
       await Promise.all([history.close(), bus.close()]);
