@@ -75,10 +75,12 @@ export async function startCluster(opts: {
   workers: number;
   env?: Record<string, string>;
   appendonly?: boolean;
+  /** Redis asks for this password (the URL carries it). */
+  password?: string;
   /** Prepares the shared folder before any process starts (a model in models/). */
   prepare?(root: string): Promise<void>;
 }): Promise<Cluster> {
-  const redis = await startRedis({ appendonly: opts.appendonly });
+  const redis = await startRedis({ appendonly: opts.appendonly, password: opts.password });
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rdflow-cluster-'));
   await opts.prepare?.(root);
   const env = { ...FAST_QUEUE, ...opts.env };
