@@ -15,6 +15,7 @@ import { benchMemory, memorySection } from './memory.ts';
 import { REPO } from './proc.ts';
 import { benchResume, resumeSection } from './resume.ts';
 import { machineInfo, renderReport, type Section } from './report.ts';
+import { benchScale, scaleSection } from './scale.ts';
 import { benchServerPing, serverPingSection } from './server-ping.ts';
 import { benchServerVsCli, serverVsCliSection } from './server-vs-cli.ts';
 
@@ -72,6 +73,7 @@ const steps: [number, string, () => Promise<Section | Section[]>][] = [
     async () => serverVsCliSection(await benchServerVsCli({ ...env, reps: heavyReps }, log)),
   ],
   [11, 'resume checkpoints and long videos', async () => resumeSection(await benchResume(env, log))],
+  [12, 'scale-out on Redis', async () => scaleSection(await benchScale(env, log))],
 ];
 try {
   for (const [n, name, run] of steps) {
