@@ -699,7 +699,7 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
   const sharedQueue =
     values.queue === undefined
       ? undefined
-      : { ...sharedQueueOptions(values.queue), worker: values.workers !== '0' };
+      : { ...(await sharedQueueOptions(values.queue)), worker: values.workers !== '0' };
   // A shared queue brings its own history; the embedded one is opened (and locked) here.
   const store = sharedQueue ? undefined : openStore(dataDir);
   let server: Awaited<ReturnType<typeof api.startServer>>;
@@ -757,8 +757,18 @@ function envMs(name: string): number | undefined {
   return n;
 }
 
-/** `--queue URL` with the timing the environment sets (tests shorten locks and stalled checks). */
-function sharedQueueOptions(url: string) {
+/**
+ * `--queue URL` with the timing the environment sets (tests shorten locks and stalled checks). A
+ * malformed URL is a usage mistake, named without its password.
+ */
+async function sharedQueueOptions(url: string) {
+  const { parseRedisUrl, RedisUrlError } = await import('./api/redis/url.ts');
+  try {
+    parseRedisUrl(url);
+  } catch (err) {
+    if (err instanceof RedisUrlError) throw new UsageError(`--queue: ${err.message}`);
+    throw err;
+  }
   return {
     url,
     attempts: envMs('RDFLOW_QUEUE_ATTEMPTS'),
@@ -790,7 +800,7 @@ async function cmdWorker(args: string[], opts: CliOptions, stdout: CliOutput): P
   });
   const dataDir = path.resolve(cwd, values['data-dir'] ?? writableDefaultDataDir());
   const api = await import('./api/index.ts');
-  const sharedQueue = sharedQueueOptions(values.queue);
+  const sharedQueue = await sharedQueueOptions(values.queue);
   const worker = await api.startWorker({
     outputDir: paths.output,
     inputDir: paths.input,
