@@ -82,6 +82,7 @@ export function sharedWorker(
 ): SharedWorker {
   return {
     lockSignal: (id) => worker.lockSignal(id),
+    abandon: (id) => worker.abandon(id),
     reportNode: (id, node) => worker.reportNode(id, node),
     willRetry: (id, error) => worker.willRetry(id, error),
     fail: (id, error) => worker.fail(id, error),

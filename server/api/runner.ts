@@ -58,6 +58,8 @@ export interface RunnerDeps {
 export interface SharedWorker {
   /** Aborted when the lock of `promptId` was lost: another worker may run it now. */
   lockSignal(promptId: string): AbortSignal | undefined;
+  /** Forgets a prompt whose lock was lost (the worker that took it over owns it). */
+  abandon(promptId: string): void;
   /** The node the held prompt executes now, for clients that reconnect to any API server. */
   reportNode(promptId: string, node: string | null): void;
   willRetry(promptId: string, error: Error): boolean;
@@ -354,6 +356,7 @@ async function runPrompt(
   if (lost?.aborted) {
     // Another worker may run it now: whatever this one would write could clash with its run.
     deps.log(`prompt ${item.promptId} stopped here: this worker lost its lock`);
+    shared?.abandon(item.promptId);
     return;
   }
   const terminal = channel.ended() ? undefined : terminalMessage(item, result);

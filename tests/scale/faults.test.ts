@@ -53,7 +53,13 @@ describe.skipIf(noRedis)('faults of a scale-out deployment', () => {
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     const id = (r.body as { prompt_id: string }).prompt_id;
 
-    await ws.waitFor((m) => m.type === 'clip_written' && m.data.prompt_id === id, 60_000);
+    // Killed once a clip is saved in the shared data folder (GET /runs on the API server sees it).
+    await until(async () => {
+      const runs = (await request(`${api.url}/runs`)).body as {
+        runs: { loops: Record<string, { done: number }> }[];
+      };
+      return runs.runs.some((x) => (x.loops['5']?.done ?? 0) >= 1) || undefined;
+    }, 60_000);
     const victim = c.workers.find((w) => w.stderr().includes(`prompt ${id} taken`))!;
     const survivor = c.workers.find((w) => w !== victim)!;
     victim.child.kill('SIGKILL');

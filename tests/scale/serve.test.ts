@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, isDone, request, slowPrompt, until, type WsClient } from '../server/helpers.ts';
-import { startCluster, type Cluster } from './cluster.ts';
+import { startCluster, stopProc, type Cluster } from './cluster.ts';
 import { noRedis } from './harness.ts';
 
 type History = Record<string, { status: { status_str: string }; outputs: Record<string, unknown> }>;
@@ -139,5 +139,23 @@ describe.skipIf(noRedis)('API servers and workers on one Redis queue', () => {
     expect(fs.existsSync(path.join(c.root, 'output', 'long1.txt'))).toBe(false);
     const q = (await request(`${a.url}/queue`)).body as QueueState;
     expect(q).toEqual({ queue_running: [], queue_pending: [] });
+  }, 60_000);
+
+  it('a worker stopped gracefully (SIGTERM) hands its running prompt back; another one finishes it', async () => {
+    const [a] = c.apis;
+    const id = await submit(
+      a.url,
+      slowPrompt(200, { steps: 60, delayMs: 25, prefix: 'handover' }),
+      'client-one',
+    );
+    await one.waitFor((m) => m.type === 'progress' && m.data.prompt_id === id);
+    const leaving = c.workers.find((w) => w.stderr().includes(`prompt ${id} taken`))!;
+    const staying = c.workers.find((w) => w !== leaving)!;
+    await stopProc(leaving);
+    await one.waitFor(isDone(id));
+    const h = (await request(`${a.url}/history/${id}`)).body as History;
+    expect(h[id].status.status_str).toBe('success');
+    expect(staying.stderr()).toContain(`prompt ${id} taken by this worker`);
+    expect(fs.readFileSync(path.join(c.root, 'output', 'handover.txt'), 'utf8').trim()).toBe('200');
   }, 60_000);
 });

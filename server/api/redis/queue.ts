@@ -90,6 +90,11 @@ export interface RedisWorkerQueue extends RedisPromptQueue {
    * it and write nothing. Undefined for a prompt this worker does not hold.
    */
   lockSignal(promptId: string): AbortSignal | undefined;
+  /**
+   * Forgets a prompt whose lock was lost (stops renewing it, touches nothing in Redis): the worker
+   * that took it over owns it now.
+   */
+  abandon(promptId: string): void;
   /** Records the node the held prompt executes now (one Redis write): see runningNodes(). */
   reportNode(promptId: string, node: string | null): void;
   /** Whether `fail(promptId, error)` would retry (so the runner writes history only when not). */
@@ -307,6 +312,9 @@ function withWorker(
     async complete(promptId) {
       const { job } = release(promptId);
       await job.moveToCompleted(null, token, false);
+    },
+    abandon(promptId) {
+      if (held.has(promptId)) release(promptId);
     },
     reportNode(promptId, node) {
       const h = held.get(promptId);
