@@ -685,12 +685,7 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new UsageError(`--port ${values.port}: not a port number`);
   const cwd = opts.cwd ?? process.cwd();
-  const paths = cliPaths(cwd, {
-    out: values['output-dir'],
-    input: values['input-dir'],
-    models: values['models-dir'],
-  });
-  const dataDir = path.resolve(cwd, values['data-dir'] ?? writableDefaultDataDir());
+  const { paths, dataDir } = serverFolders(cwd, values);
   // The server is assembled here: the shipped nodes (or the caller's), the process's model
   // runtime and the embedded queue and history, which this command opens and closes. The server
   // modules are imported only when serving: `run` and `nodes` need none of them.
@@ -735,6 +730,17 @@ async function cmdServe(args: string[], opts: CliOptions, stdout: CliOutput): Pr
   await server.close();
   await store?.close();
   return EXIT.ok;
+}
+
+/** The folders of `serve` and `worker`, from their flags (relative to the cwd). */
+function serverFolders(cwd: string, flags: Record<string, unknown>): { paths: NodePaths; dataDir: string } {
+  const flag = (name: string) => (typeof flags[name] === 'string' ? flags[name] : undefined);
+  const paths = cliPaths(cwd, {
+    out: flag('output-dir'),
+    input: flag('input-dir'),
+    models: flag('models-dir'),
+  });
+  return { paths, dataDir: path.resolve(cwd, flag('data-dir') ?? writableDefaultDataDir()) };
 }
 
 /** Resolves at Ctrl-C / SIGTERM (or the caller's abort signal). */
@@ -793,12 +799,7 @@ async function cmdWorker(args: string[], opts: CliOptions, stdout: CliOutput): P
   });
   if (values.queue === undefined) throw new UsageError('rdflow worker needs --queue redis://…');
   const cwd = opts.cwd ?? process.cwd();
-  const paths = cliPaths(cwd, {
-    out: values['output-dir'],
-    input: values['input-dir'],
-    models: values['models-dir'],
-  });
-  const dataDir = path.resolve(cwd, values['data-dir'] ?? writableDefaultDataDir());
+  const { paths, dataDir } = serverFolders(cwd, values);
   const api = await import('./api/index.ts');
   const sharedQueue = await sharedQueueOptions(values.queue);
   const worker = await api.startWorker({

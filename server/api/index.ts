@@ -126,27 +126,38 @@ export async function startServer(opts: ServerOptions = {}): Promise<RunningServ
   const store = opened
     ? { queue: opened.store.queue, history: opened.store.history, close: () => opened.store.close() }
     : queueAndHistory(opts, settings.dataDir);
-  let server: RunningServer;
+  const server = await startOrClose(
+    () =>
+      serve(settings, {
+        nodes,
+        models: opts.runtime ?? getRuntime(),
+        queue: store.queue,
+        history: store.history,
+        listModels: confinedModelNames,
+        ...(opened && { shared: opened.shared }),
+      }),
+    store.close,
+  );
+  return store.close ? closingAlso(server, store.close) : server;
+}
+
+/** `start()`; when it fails, `close` (the store opened for it) first. */
+async function startOrClose<T>(start: () => Promise<T>, close?: () => Promise<void>): Promise<T> {
   try {
-    server = await serve(settings, {
-      nodes,
-      models: opts.runtime ?? getRuntime(),
-      queue: store.queue,
-      history: store.history,
-      listModels: confinedModelNames,
-      ...(opened && { shared: opened.shared }),
-    });
+    return await start();
   } catch (err) {
-    await store.close?.();
+    await close?.();
     throw err;
   }
-  const closeStore = store.close;
-  if (!closeStore) return server;
+}
+
+/** `running` whose close() also closes what was opened for it, afterwards, once. */
+function closingAlso<T extends { close(): Promise<void> }>(running: T, then: () => Promise<void>): T {
   let closing: Promise<void> | undefined;
   return {
-    ...server,
+    ...running,
     close() {
-      closing ??= server.close().then(closeStore);
+      closing ??= running.close().then(then);
       return closing;
     },
   };
@@ -159,24 +170,16 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   const { store, shared } = openShared({ ...opts.sharedQueue, worker: true }, settings.log);
   const { worker } = shared;
   if (!worker) throw new Error('startWorker: the shared queue has no worker side');
-  let running: RunningWorker;
-  try {
-    running = await runWorker(settings, {
-      nodes,
-      models: opts.runtime ?? getRuntime(),
-      queue: store.queue,
-      history: store.history,
-      shared: { ...shared, worker },
-    });
-  } catch (err) {
-    await store.close();
-    throw err;
-  }
-  let closing: Promise<void> | undefined;
-  return {
-    close() {
-      closing ??= running.close().then(() => store.close());
-      return closing;
-    },
-  };
+  const running = await startOrClose(
+    () =>
+      runWorker(settings, {
+        nodes,
+        models: opts.runtime ?? getRuntime(),
+        queue: store.queue,
+        history: store.history,
+        shared: { ...shared, worker },
+      }),
+    () => store.close(),
+  );
+  return closingAlso(running, () => store.close());
 }
