@@ -8,6 +8,7 @@
 //   - Redis's own counters (INFO stats) per job, per progress event and per idle second;
 //   - jobs per minute with 1 and 2 workers (CPU-bound here: both workers share this machine's cores).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
@@ -40,6 +41,16 @@ interface Proc {
   close(): Promise<void>;
 }
 
+/** SIGTERM (a graceful stop: a worker hands its prompt back), SIGKILL if it lingers 10 s. */
+async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
 /** `node bin/rdflow.js ARGS`, resolved once its stdout matches `ready`. */
 function rdflow(args: string[], ready: RegExp): Promise<Proc & { match: RegExpExecArray }> {
   return new Promise((resolve, reject) => {
@@ -57,16 +68,7 @@ function rdflow(args: string[], ready: RegExp): Promise<Proc & { match: RegExpEx
         child,
         match,
         out: () => out,
-        close: () =>
-          new Promise<void>((done) => {
-            if (child.exitCode !== null) return done();
-            const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-            child.once('exit', () => {
-              clearTimeout(timer);
-              done();
-            });
-            child.kill('SIGTERM');
-          }),
+        close: () => stop(child),
       });
     };
     child.stdout.on('data', onData);
