@@ -101,11 +101,12 @@ export const CRASHED_AGAIN_MESSAGE =
   'it was not run a third time (it may be what stops the server). Queue it again to retry.';
 
 /**
- * Whether a failed run failed for a reason of the worker rather than of the prompt: memory ran out,
- * the inference worker died. Such a prompt may well succeed on another try (or another worker).
+ * Whether a failed run failed for a reason of the worker rather than of the prompt: memory ran
+ * out, the inference worker died (runtime/sessions.ts: "inference worker stopped: …"). Such a
+ * prompt may well succeed on another try (or another worker).
  */
 export function isWorkerFault(message: string): boolean {
-  return /out of memory|allocation failed|cannot allocate|ENOMEM|ERR_WORKER_OUT_OF_MEMORY|worker (exited|terminated|crashed)/i.test(
+  return /out of memory|allocation failed|cannot allocate|ENOMEM|ERR_WORKER_OUT_OF_MEMORY|worker (stopped|exited|terminated|crashed)/i.test(
     message,
   );
 }
