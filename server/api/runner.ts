@@ -195,6 +195,9 @@ function openCheckpoint(deps: RunnerDeps, item: QueueItem): RunCheckpoint | unde
     checkpoint = deps.checkpoints?.open(item.prompt, {
       source: `prompt ${promptId}`,
       resume: wantsResume(item),
+      // On a shared queue this worker holds the job's lock: a worker that marked the checkpoint
+      // running (on any machine) has lost the job, so its clips are continued here.
+      takeOver: deps.shared !== undefined,
     });
   } catch (err) {
     deps.log(`prompt ${promptId} runs without checkpoints: ${String(err)}`);

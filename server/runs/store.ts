@@ -11,6 +11,7 @@
 // (`rdflow runs --clear`) or pushed out by the disk bound, finished runs first, oldest first.
 import fs from 'node:fs';
 import path from 'node:path';
+import os from 'node:os';
 import v8 from 'node:v8';
 import type { ApiPrompt } from '../engine/types.ts';
 import type { IterationState, LoopCheckpoints, SavedLoop } from '../engine/resume.ts';
@@ -38,6 +39,11 @@ interface StateFile {
   status: RunStatus;
   /** pid of the process writing it: a 'running' state of a dead process is a stopped run. */
   pid: number;
+  /**
+   * The machine of that process (absent in older files: this one). A pid means nothing on another
+   * machine, so a run marked running elsewhere counts as running until its owner's lock says not.
+   */
+  host?: string;
   createdAt: number;
   updatedAt: number;
   loops: Record<string, LoopRecord>;
@@ -64,6 +70,12 @@ function atomicWrite(file: string, data: Uint8Array | string): void {
   const tmp = `${file}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, data);
   fs.renameSync(tmp, file);
+}
+
+/** Whether the process that wrote a 'running' state may still be writing it. */
+function ownerAlive(state: Pick<StateFile, 'pid' | 'host'>): boolean {
+  if (state.host !== undefined && state.host !== os.hostname()) return true;
+  return alive(state.pid);
 }
 
 function alive(pid: number): boolean {
@@ -125,6 +137,11 @@ export interface OpenOptions {
   resume?: boolean;
   /** With resume: the checkpoint to continue when it is not this prompt's key (a changed workflow). */
   from?: string;
+  /**
+   * The caller holds the job's lock on a shared queue, so whoever marked the checkpoint running
+   * (a worker on any machine) has lost the job: its mark is stale and the run continues here.
+   */
+  takeOver?: boolean;
 }
 
 export class CheckpointStore {
@@ -144,7 +161,7 @@ export class CheckpointStore {
     try {
       const state = JSON.parse(fs.readFileSync(path.join(this.dir, key, 'state.json'), 'utf8')) as StateFile;
       if (state.version !== 1) return undefined;
-      if (state.status === 'running' && !alive(state.pid)) state.status = 'stopped';
+      if (state.status === 'running' && !ownerAlive(state)) state.status = 'stopped';
       return state;
     } catch {
       return undefined;
@@ -241,7 +258,7 @@ export class CheckpointStore {
     const key = this.key(prompt);
     const fromKey = opts.resume ? (opts.from ?? key) : undefined;
     const saved = fromKey !== undefined ? this.readState(fromKey) : undefined;
-    if (saved?.status === 'running' && saved.pid !== process.pid) {
+    if (saved?.status === 'running' && saved.pid !== process.pid && !opts.takeOver) {
       throw new Error(`checkpoint ${fromKey} is in use by a run that is still running (pid ${saved.pid})`);
     }
     const dir = path.join(this.dir, key);
@@ -257,6 +274,7 @@ export class CheckpointStore {
       prompt,
       status: 'running',
       pid: process.pid,
+      host: os.hostname(),
       createdAt: saved?.createdAt ?? now,
       updatedAt: now,
       loops: saved?.loops ?? {},
