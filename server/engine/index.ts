@@ -29,7 +29,13 @@ import { createValueStore } from './value-store.ts';
 
 export { toApiPrompt, widgetsFromDef, WorkflowFormatError, isCanvasWorkflow } from './workflow.ts';
 export { canvasToApi, objectInfoLookup, widgetsFromObjectInfo } from '../protocol/canvas.ts';
-export type { CanvasWorkflow, NodeWidgets, WidgetDesc, WidgetLookup, ObjectInfoNode } from '../protocol/canvas.ts';
+export type {
+  CanvasWorkflow,
+  NodeWidgets,
+  WidgetDesc,
+  WidgetLookup,
+  ObjectInfoNode,
+} from '../protocol/canvas.ts';
 export { createRegistry, nodeObjectInfo, inputConfig } from './registry.ts';
 export type { Registry, ObjectInfoEntry } from './registry.ts';
 export type { CacheStats } from './cache.ts';
