@@ -2,16 +2,15 @@
 // interrupted after some clips shows Resume, which continues it from its last finished clip; a
 // finished run shows Extend, which queues the same workflow with N more clips, continued from the
 // finished run's checkpoint instead of starting again.
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  CHROMIUM,
-  CHROMIUM_ARGS,
   chromiumProblem,
-  openEditor,
-  startEditorServer,
+  openEditorSuite,
+  waitIdle,
   type EditorPage,
   type EditorServer,
+  type EditorSuite,
 } from './harness.ts';
 
 const problem = chromiumProblem();
@@ -31,37 +30,20 @@ async function history(url: string): Promise<[string, HistoryEntry][]> {
   return Object.entries((await (await fetch(`${url}/history`)).json()) as Record<string, HistoryEntry>);
 }
 
-async function waitIdle(url: string): Promise<void> {
-  await expect
-    .poll(
-      async () => {
-        const q = (await (await fetch(`${url}/queue`)).json()) as {
-          queue_running: unknown[];
-          queue_pending: unknown[];
-        };
-        return q.queue_running.length + q.queue_pending.length;
-      },
-      { timeout: 120_000, interval: 100 },
-    )
-    .toBe(0);
-}
-
 const status = (page: Page): Promise<string> => page.locator('#run-status').innerText();
 
 describe.skipIf(problem !== undefined)('resume and extend from the editor', () => {
+  let suite: EditorSuite;
   let server: EditorServer;
-  let browser: Browser;
   let editor: EditorPage;
 
   beforeAll(async () => {
-    server = await startEditorServer();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-    editor = await openEditor(browser, server.url);
+    suite = await openEditorSuite();
+    ({ server, editor } = suite);
   });
 
   afterAll(async () => {
-    await browser?.close();
-    await server?.close();
+    await suite?.close();
   });
 
   it('Resume continues an interrupted run from its last clip; Extend adds clips to a finished one', async () => {

@@ -6,20 +6,20 @@
 // with their files and loads a past prompt's graph.
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiPrompt } from '../../client/src/types.ts';
 import {
-  CHROMIUM,
-  CHROMIUM_ARGS,
   chromiumProblem,
   openEditor,
+  openEditorSuite,
   repoRoot,
-  startEditorServer,
+  waitIdle,
   waitReady,
   widgetCentre,
   type EditorPage,
   type EditorServer,
+  type EditorSuite,
 } from './harness.ts';
 
 const problem = chromiumProblem();
@@ -69,35 +69,20 @@ async function queueAndWait(page: Page, url: string): Promise<void> {
   await expect.poll(() => historyCount(url), { timeout: 120_000, interval: 100 }).toBe(before + 1);
 }
 
-async function waitIdle(url: string): Promise<void> {
-  await expect
-    .poll(
-      async () => {
-        const q = (await (await fetch(`${url}/queue`)).json()) as {
-          queue_running: unknown[];
-          queue_pending: unknown[];
-        };
-        return q.queue_running.length + q.queue_pending.length;
-      },
-      { timeout: 120_000, interval: 100 },
-    )
-    .toBe(0);
-}
-
 describe.skipIf(problem !== undefined)('editor runs in chromium', () => {
   let server: EditorServer;
   let browser: Browser;
   let editor: EditorPage;
 
+  let suite: EditorSuite | undefined;
+
   beforeAll(async () => {
-    server = await startEditorServer();
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-    editor = await openEditor(browser, server.url);
+    suite = await openEditorSuite();
+    ({ server, browser, editor } = suite);
   });
 
   afterAll(async () => {
-    await browser?.close();
-    await server?.close();
+    await suite?.close();
   });
 
   it('posts a prompt edited in the text popup when Queue is pressed without leaving the field', async () => {

@@ -5,20 +5,18 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ApiPrompt } from '../../client/src/types.ts';
 import {
-  CHROMIUM,
-  CHROMIUM_ARGS,
   chromiumProblem,
-  openEditor,
+  openEditorSuite,
   repoRoot,
-  startEditorServer,
   typeIntoWidget,
   waitReady,
   type EditorPage,
   type EditorServer,
+  type EditorSuite,
 } from './harness.ts';
 
 /** What the tests read of a litegraph node (its types are `any` under the repo's NodeNext resolution). */
@@ -115,6 +113,7 @@ function serverWorkflows(): string {
 }
 
 describe.skipIf(problem !== undefined)('editor in chromium', () => {
+  let suite: EditorSuite | undefined;
   let server: EditorServer;
   let browser: Browser;
   let editor: EditorPage;
@@ -123,16 +122,14 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
   const frames = Number(workflow.nodes.find((n) => n.id === NOISE)?.widgets_values?.[2]);
 
   beforeAll(async () => {
-    server = await startEditorServer({ workflowsDir: serverWorkflows() });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
-    editor = await openEditor(browser, server.url);
+    suite = await openEditorSuite({ workflowsDir: serverWorkflows() });
+    ({ server, browser, editor } = suite);
     posted = await capturePrompts(editor.page);
     statuses = await recordStatuses(editor.page);
   });
 
   afterAll(async () => {
-    await browser?.close();
-    await server?.close();
+    await suite?.close();
   });
 
   it('opens on the default VidRD workflow without console errors', async () => {

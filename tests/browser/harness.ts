@@ -4,7 +4,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { expect } from 'vitest';
 import { startServer, type RunningServer } from '../../server/api/index.ts';
 import { ensureClientBuilt } from '../../server/cli.ts';
 import { ensureDemoModel } from '../../server/runtime/demo/index.ts';
@@ -64,6 +65,45 @@ export async function openEditor(browser: Browser, url: string): Promise<EditorP
   await page.goto(url);
   await waitReady(page);
   return { page, errors };
+}
+
+/** A suite's server, headless chromium and one editor page on it; close() ends all three. */
+export interface EditorSuite {
+  server: EditorServer;
+  browser: Browser;
+  editor: EditorPage;
+  close(): Promise<void>;
+}
+
+export async function openEditorSuite(opts: { workflowsDir?: string } = {}): Promise<EditorSuite> {
+  const server = await startEditorServer(opts);
+  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS, headless: true });
+  const editor = await openEditor(browser, server.url);
+  return {
+    server,
+    browser,
+    editor,
+    async close() {
+      await browser.close();
+      await server.close();
+    },
+  };
+}
+
+/** Waits until the server has nothing running or pending. */
+export async function waitIdle(url: string): Promise<void> {
+  await expect
+    .poll(
+      async () => {
+        const q = (await (await fetch(`${url}/queue`)).json()) as {
+          queue_running: unknown[];
+          queue_pending: unknown[];
+        };
+        return q.queue_running.length + q.queue_pending.length;
+      },
+      { timeout: 120_000, interval: 100 },
+    )
+    .toBe(0);
 }
 
 export async function waitReady(page: Page): Promise<void> {
