@@ -49,13 +49,21 @@ export interface JsonResponse {
 
 export async function request(
   url: string,
-  init: { method?: string; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
+  init: {
+    method?: string;
+    body?: unknown;
+    raw?: string;
+    headers?: Record<string, string>;
+    /** Gives up (rejects) after this long; default: waits as long as the server takes. */
+    timeoutMs?: number;
+  } = {},
 ): Promise<JsonResponse> {
   const hasBody = init.body !== undefined || init.raw !== undefined;
   const res = await fetch(url, {
     method: init.method ?? (hasBody ? 'POST' : 'GET'),
     headers: { ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}), ...init.headers },
     body: init.raw ?? (init.body !== undefined ? JSON.stringify(init.body) : undefined),
+    ...(init.timeoutMs !== undefined && { signal: AbortSignal.timeout(init.timeoutMs) }),
   });
   const text = await res.text();
   let body: unknown = text;
