@@ -13,6 +13,7 @@ import {
   chromiumProblem,
   openEditor,
   openEditorSuite,
+  openSearchBox,
   repoRoot,
   waitIdle,
   waitReady,
@@ -254,10 +255,7 @@ describe.skipIf(problem !== undefined)('editor runs in chromium', () => {
     await page.evaluate(() => window.rdflow!.canvas.ds.offset.splice(0, 2, 2000, 2000));
     const results = async (query: string): Promise<string[]> => {
       await page.keyboard.press('Escape');
-      await page.mouse.move(box.x + 240, box.y + 160);
-      await page.mouse.dblclick(box.x + 240, box.y + 160);
-      const search = page.locator('.litesearchbox input');
-      await search.waitFor({ timeout: 5000 });
+      const search = await openSearchBox(page, box.x + 240, box.y + 160);
       await search.fill(query);
       await page.locator('.litesearchbox .lite-search-item').first().waitFor({ timeout: 5000 });
       const found = await page

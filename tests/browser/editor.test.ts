@@ -11,6 +11,7 @@ import type { ApiPrompt } from '../../client/src/types.ts';
 import {
   chromiumProblem,
   openEditorSuite,
+  openSearchBox,
   repoRoot,
   typeIntoWidget,
   waitReady,
@@ -516,10 +517,7 @@ describe.skipIf(problem !== undefined)('editor in chromium', () => {
     const box = (await page.locator('#graph-canvas').boundingBox())!;
     // An empty spot: the graph panned far to the bottom right.
     await page.evaluate(() => window.rdflow!.canvas.ds.offset.splice(0, 2, 2000, 2000));
-    await page.mouse.move(box.x + 240, box.y + 160);
-    await page.mouse.dblclick(box.x + 240, box.y + 160);
-    const search = page.locator('.litesearchbox input');
-    await search.waitFor({ timeout: 5000 });
+    const search = await openSearchBox(page, box.x + 240, box.y + 160);
     await search.fill('VAE Decode');
     await page.locator('.litesearchbox .lite-search-item').first().waitFor();
     await search.press('Enter');

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core';
 import { expect } from 'vitest';
 import { startServer, type RunningServer } from '../../server/api/index.ts';
 import { ensureClientBuilt } from '../../server/cli.ts';
@@ -88,6 +88,25 @@ export async function openEditorSuite(opts: { workflowsDir?: string } = {}): Pro
       await server.close();
     },
   };
+}
+
+/**
+ * Opens litegraph's node search box by double-clicking the canvas at (x, y), and returns its input.
+ * litegraph counts two clicks as a double-click only if it handles them within 300 ms of each
+ * other, which a page busy drawing (a loaded CI machine) can miss: then it double-clicks again.
+ */
+export async function openSearchBox(page: Page, x: number, y: number): Promise<Locator> {
+  const search = page.locator('.litesearchbox input');
+  for (let attempt = 1; ; attempt++) {
+    await page.mouse.move(x, y);
+    await page.mouse.dblclick(x, y);
+    try {
+      await search.waitFor({ timeout: 3000 });
+      return search;
+    } catch (err) {
+      if (attempt === 3) throw err;
+    }
+  }
 }
 
 /** Waits until the server has nothing running or pending. */
