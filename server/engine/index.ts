@@ -21,7 +21,6 @@ import fs from 'node:fs';
 import type { AnyNodeDef } from './define.ts';
 import { DEFAULT_CACHE_BYTES, DEFAULT_SPILL_BYTES, type CacheStats } from './cache.ts';
 import { executePlan } from './execute.ts';
-import { planPrompt } from './plan.ts';
 import { createRegistry } from './registry.ts';
 import type { Engine, EngineOptions } from './types.ts';
 import { validatePrompt } from './validate.ts';
@@ -83,10 +82,9 @@ export function createEngine(opts: EngineOptions & { spillBytes?: number }): Eng
           // Validate → plan → execute.
           const validated = await validatePrompt(prompt, registry, env, limits);
           if (!validated.result.ok) return { status: 'invalid', validation: validated.result };
-          const graph = validated.graph!;
-          const { plan } = planPrompt(graph, registry, validated.result.outputs);
-          // Validation reported every structural problem, so a valid prompt always has a plan.
-          if (!plan) throw new Error('A valid prompt could not be planned');
+          const { graph, plan } = validated;
+          // Validation planned it and reported every structural problem: a valid prompt has a plan.
+          if (!graph || !plan) throw new Error('A valid prompt could not be planned');
           fs.mkdirSync(opts.paths.temp, { recursive: true });
           return await executePlan(
             {

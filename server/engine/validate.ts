@@ -1,7 +1,7 @@
 // Validation before anything runs: every problem at once, in ComfyUI's node_errors shape.
 import type { InputSpec, NodeEnv, ResourceLimits, WidgetSpec } from './define.ts';
 import { buildGraph, inputEntries, type Graph, type GraphNode } from './graph.ts';
-import { neededNodes, outputNodes, planPrompt } from './plan.ts';
+import { neededNodes, outputNodes, planPrompt, type Plan } from './plan.ts';
 import { comboOptions, inputConfig, type Registry } from './registry.ts';
 import { checkValues, validateNode, type AddIssue } from './values.ts';
 import type {
@@ -15,8 +15,10 @@ import type {
 
 export interface Validated {
   result: ValidationResult;
-  /** Set when valid: the graph with literals coerced to their widget types (for the planner). */
+  /** Set when valid: the graph with literals coerced to their widget types. */
   graph?: Graph;
+  /** Set when valid: the planner's plan of that graph, which the value checks walked (run it as is). */
+  plan?: Plan;
   /** Nodes whose validate() runs again right before they run (a widget value known only then). */
   recheck?: Set<string>;
 }
@@ -358,7 +360,7 @@ async function checkKnownValues(
   limits: ResourceLimits,
   literals: Map<string, Record<string, unknown>>,
   add: AddError,
-): Promise<Set<string>> {
+): Promise<{ recheck: Set<string>; plan?: Plan }> {
   const addIssue = issueReporter(graph, add);
   const planned = outputs.length > 0 ? planPrompt(graph, registry, outputs) : undefined;
   for (const issue of planned?.issues ?? []) {
@@ -380,13 +382,13 @@ async function checkKnownValues(
       checkWidget: (node, name, spec, value, from, report) =>
         checkLiteral(node, name, spec, value, env, report ? add : () => undefined, from),
     });
-    return checked.recheck;
+    return { recheck: checked.recheck, plan: planned.plan };
   }
   for (const [id, inputs] of literals) {
     const def = registry.get(graph.get(id)!.classType)!;
     await validateNode(def, id, inputs, env, addIssue);
   }
-  return new Set();
+  return { recheck: new Set() };
 }
 
 /** What each error stops: the output nodes downstream of it. */
@@ -398,9 +400,10 @@ function markDependentOutputs(graph: Graph, outputs: readonly string[], nodeErro
 }
 
 /**
- * Checks a prompt and reports every problem at once; changes nothing and plans nothing to run.
- * When valid, gives the graph with literals coerced to their widget types (for the planner and
- * the run) and the nodes whose validate() runs again on the values they receive.
+ * Checks a prompt and reports every problem at once; changes nothing. When valid, gives the graph
+ * with literals coerced to their widget types, the planner's plan of it (the value checks walk it
+ * in run order, so the run takes it as is rather than planning again) and the nodes whose
+ * validate() runs again on the values they receive.
  */
 export async function validatePrompt(
   prompt: ApiPrompt,
@@ -431,7 +434,7 @@ export async function validatePrompt(
     if (registry.get(node.classType)) literals.set(id, checkInputs(parsed, registry, node, env, add));
   }
   const graph = withLiterals(parsed, literals);
-  const recheck = await checkKnownValues(graph, registry, outputs, env, limits, literals, add);
+  const { recheck, plan } = await checkKnownValues(graph, registry, outputs, env, limits, literals, add);
   markDependentOutputs(graph, outputs, nodeErrors);
 
   if (outputs.length === 0) {
@@ -461,5 +464,5 @@ export async function validatePrompt(
       },
     };
   }
-  return { result: { ok: true, outputs }, graph, recheck };
+  return { result: { ok: true, outputs }, graph, plan, recheck };
 }
