@@ -9,8 +9,8 @@ import type { UiOutput } from './define.ts';
 export const DEFAULT_CACHE_BYTES = 1024 ** 3;
 export const DEFAULT_SPILL_BYTES = 4 * 1024 ** 3;
 
-/** Order-independent JSON for hashing literals (object keys sorted). */
-function stableJson(v: unknown): string {
+/** Order-independent JSON for hashing literals and prompts (object keys sorted). */
+export function stableJson(v: unknown): string {
   if (v === undefined) return 'undefined';
   if (v === null || typeof v !== 'object') {
     if (typeof v === 'bigint') return `${v}n`;

@@ -2,6 +2,8 @@
 // out (output nodes' constant inputs — fps, format, file name —, loop lengths, titles), and the list
 // of differences between two prompts for a refused resume.
 import { createHash } from 'node:crypto';
+import { stableJson } from '../engine/cache.ts';
+import { isLinkValue } from '../engine/graph.ts';
 import type { ApiPrompt } from '../engine/types.ts';
 
 /** What the key needs to know of a node type. */
@@ -10,24 +12,10 @@ export interface NodeKinds {
   isLoopStart(classType: string): boolean;
 }
 
-function isLink(v: unknown): boolean {
-  return Array.isArray(v) && v.length === 2 && typeof v[0] === 'string' && typeof v[1] === 'number';
-}
-
 /** Whether an input is output-only: a constant of an output node, or a loop's length. */
 function outputOnly(kinds: NodeKinds, classType: string, name: string, value: unknown): boolean {
-  if (kinds.isLoopStart(classType)) return name === 'iterations' && !isLink(value);
-  return kinds.isOutput(classType) && !isLink(value);
-}
-
-function stable(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  if (Array.isArray(v)) return `[${v.map(stable).join(',')}]`;
-  const o = v as Record<string, unknown>;
-  return `{${Object.keys(o)
-    .sort()
-    .map((k) => `${JSON.stringify(k)}:${stable(o[k])}`)
-    .join(',')}}`;
+  if (kinds.isLoopStart(classType)) return name === 'iterations' && !isLinkValue(value);
+  return kinds.isOutput(classType) && !isLinkValue(value);
 }
 
 /** The prompt as the key sees it: classes and inputs that can change a clip. */
@@ -46,13 +34,13 @@ export function keyedPrompt(prompt: ApiPrompt, kinds: NodeKinds): Record<string,
 /** The checkpoint key of a prompt: 24 hex digits of a SHA-256 over keyedPrompt. */
 export function workflowKey(prompt: ApiPrompt, kinds: NodeKinds): string {
   return createHash('sha256')
-    .update(stable(keyedPrompt(prompt, kinds)))
+    .update(stableJson(keyedPrompt(prompt, kinds)))
     .digest('hex')
     .slice(0, 24);
 }
 
 function show(v: unknown): string {
-  if (isLink(v)) return `link from node ${(v as [string, number])[0]}`;
+  if (isLinkValue(v)) return `link from node ${v[0]}`;
   const s = JSON.stringify(v) ?? String(v);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
@@ -90,7 +78,7 @@ export function promptChanges(before: ApiPrompt, after: ApiPrompt, kinds: NodeKi
       continue;
     }
     for (const name of [...new Set([...Object.keys(x.inputs), ...Object.keys(y.inputs)])].sort()) {
-      if (stable(x.inputs[name]) === stable(y.inputs[name])) continue;
+      if (stableJson(x.inputs[name]) === stableJson(y.inputs[name])) continue;
       const was = name in x.inputs ? show(x.inputs[name]) : '(unset)';
       const now = name in y.inputs ? show(y.inputs[name]) : '(unset)';
       out.push(`node ${id} (${y.class_type}) input '${name}': ${was} → ${now}`);
