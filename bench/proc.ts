@@ -3,6 +3,7 @@
 // server (`rdflow serve`) in its own process.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
 import { readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -129,41 +130,58 @@ export function procStatusBytes(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 }
 
 /** `node bin/rdflow.js serve --port 0` with its own folders; resolves once it listens. */
-export function startServerChild(dirs: { modelsDir: string; outputDir: string }): Promise<ServerChild> {
+/** A running `rdflow` command: its process, the match of its ready line, its output so far. */
+export interface RdflowChild {
+  child: ChildProcess;
+  match: RegExpExecArray;
+  out: () => string;
+  close(): Promise<void>;
+}
+
+/** SIGTERM (a graceful stop: a server or worker hands its prompt back), SIGKILL if it lingers 10 s. */
+export async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** `node bin/rdflow.js ARGS` in its own process, resolved once its stdout matches `ready`. */
+export function rdflow(args: readonly string[], ready: RegExp): Promise<RdflowChild> {
   return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [RDFLOW_BIN, 'serve', '--port', '0', '--models-dir', dirs.modelsDir, '--output-dir', dirs.outputDir],
-      { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn(process.execPath, [RDFLOW_BIN, ...args], {
+      cwd: REPO,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     const onData = (d: Buffer) => {
       out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (!m) return;
+      const match = ready.exec(out);
+      if (!match) return;
       child.stdout.off('data', onData);
-      const pid = child.pid!;
-      resolve({
-        url: m[1].replace(/\/$/, ''),
-        pid,
-        rss: () => procStatusBytes(pid, 'VmRSS'),
-        close: () =>
-          new Promise<void>((done) => {
-            if (child.exitCode !== null) return done();
-            const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-            child.once('exit', () => {
-              clearTimeout(timer);
-              done();
-            });
-            child.kill('SIGTERM');
-          }),
-      });
+      resolve({ child, match, out: () => out, close: () => stopChild(child) });
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     child.on('error', reject);
     child.on('exit', (code) =>
-      reject(new Error(`rdflow serve exited (${code}) before listening:\n${tail(out)}`)),
+      reject(new Error(`rdflow ${args[0]} exited (${code}) before it was ready:\n${tail(out)}`)),
     );
   });
+}
+
+export async function startServerChild(dirs: { modelsDir: string; outputDir: string }): Promise<ServerChild> {
+  const server = await rdflow(
+    ['serve', '--port', '0', '--models-dir', dirs.modelsDir, '--output-dir', dirs.outputDir],
+    /listening on (http:\/\/\S+)/,
+  );
+  const pid = server.child.pid!;
+  return {
+    url: server.match[1].replace(/\/$/, ''),
+    pid,
+    rss: () => procStatusBytes(pid, 'VmRSS'),
+    close: server.close,
+  };
 }

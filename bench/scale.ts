@@ -7,8 +7,6 @@
 //     on the API server (Redis PUBLISH, the server's relay, its WebSocket);
 //   - Redis's own counters (INFO stats) per job, per progress event and per idle second;
 //   - jobs per minute with 1 and 2 workers (CPU-bound here: both workers share this machine's cores).
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import WebSocket from 'ws';
@@ -16,7 +14,7 @@ import { createEventBus } from '../server/api/redis/bus.ts';
 import type { ApiPrompt } from '../server/engine/types.ts';
 import { startRedis } from '../tests/helpers/redis.ts';
 import { BENCH_MODEL, workflowPrompt, type BenchEnv } from './config.ts';
-import { RDFLOW_BIN, REPO } from './proc.ts';
+import { rdflow, type RdflowChild } from './proc.ts';
 import type { Section } from './report.ts';
 import { median, percentile } from './stats.ts';
 
@@ -33,48 +31,6 @@ function clipPrompt(seed: number, steps: number): ApiPrompt {
   ]);
   delete p['9']; // the GIF writer: one output file is enough
   return p;
-}
-
-interface Proc {
-  child: ChildProcess;
-  out: () => string;
-  close(): Promise<void>;
-}
-
-/** SIGTERM (a graceful stop: a worker hands its prompt back), SIGKILL if it lingers 10 s. */
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-  await exited;
-  clearTimeout(timer);
-}
-
-/** `node bin/rdflow.js ARGS`, resolved once its stdout matches `ready`. */
-function rdflow(args: string[], ready: RegExp): Promise<Proc & { match: RegExpExecArray }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [RDFLOW_BIN, ...args], {
-      cwd: REPO,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      const match = ready.exec(out);
-      if (!match) return;
-      child.stdout.off('data', onData);
-      resolve({
-        child,
-        match,
-        out: () => out,
-        close: () => stop(child),
-      });
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('exit', (code) => reject(new Error(`rdflow ${args[0]} exited (${code}):\n${out.slice(-2000)}`)));
-  });
 }
 
 /** A client that timestamps the messages it receives. */
@@ -202,7 +158,7 @@ export async function benchScale(env: BenchEnv, log: (m: string) => void): Promi
 
   // Both deployments stay up and the rows alternate between them, so the (shared, busy) machine's
   // load hits both alike. The embedded queue: one process.
-  const procs: Proc[] = [];
+  const procs: RdflowChild[] = [];
   const redis = await startRedis();
   const stats = new Redis(redis.url);
   try {
